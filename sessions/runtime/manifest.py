@@ -1,0 +1,169 @@
+"""The app manifest: what an app package says about itself, checked without importing it.
+
+A modeler writes ``manifest.toml`` in the app folder; ``pro app pack`` adds the app's
+declared interface (identifiers, procedures, pages) and stores the result as
+``manifest.json`` at the root of the package.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+AUTHOR_FILE = "manifest.toml"
+PACKAGE_FILE = "manifest.json"
+
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$")
+SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+ENTRY_POINT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+ICON_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".webp")
+KNOWN_KEYS = {"name", "version", "runtime", "entry_point", "title", "description", "category", "icon", "time_limit", "interface", "sdk_version"}
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, malformed, or says something impossible."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    runtime: str
+    entry_point: str
+    title: str
+    description: str
+    category: str
+    icon: str
+    time_limit: float | None
+    interface: dict[str, Any]
+
+    @property
+    def entry_module_path(self) -> str:
+        """The package-relative file that holds the entry module."""
+        module = self.entry_point.split(":", 1)[0]
+        return module.replace(".", "/") + ".py"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "runtime": self.runtime,
+            "entry_point": self.entry_point,
+            "title": self.title,
+            "description": self.description,
+            "category": self.category,
+            "icon": self.icon,
+            "time_limit": self.time_limit,
+            "interface": self.interface,
+        }
+
+
+def version_key(version: str) -> tuple:
+    """Sort key of a semantic version: releases after their pre-releases (semver 2.0 rule 11)."""
+    match = SEMVER_RE.match(version)
+    if not match:
+        raise ManifestError("bad_version", f"{version!r} is not a semantic version (like 1.2.0)")
+    major, minor, patch, pre = int(match[1]), int(match[2]), int(match[3]), match[4]
+    if pre is None:
+        return (major, minor, patch, 1, ())
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (major, minor, patch, 0, parts)
+
+
+def read_author_manifest(folder: str | Path) -> dict[str, Any]:
+    """Read ``manifest.toml`` of an app folder."""
+    path = Path(folder) / AUTHOR_FILE
+    if not path.is_file():
+        raise ManifestError("missing_manifest", f"{path} does not exist: an app folder needs a {AUTHOR_FILE}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError("bad_manifest", f"{AUTHOR_FILE} is not valid TOML: {exc}") from None
+
+
+def _text(data: dict, key: str, *, required: bool = False, limit: int = 200) -> str:
+    value = data.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ManifestError("bad_manifest", f"manifest field {key!r} must be text")
+    value = value.strip()
+    if required and not value:
+        raise ManifestError("bad_manifest", f"manifest field {key!r} is required")
+    if len(value) > limit:
+        raise ManifestError("bad_manifest", f"manifest field {key!r} is longer than {limit} characters")
+    return value
+
+
+def validate_manifest(data: Any, *, require_interface: bool = True) -> Manifest:
+    """Check a manifest's fields and return it; raise :class:`ManifestError` saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ManifestError("bad_manifest", "the manifest must be an object of fields")
+    unknown = sorted(set(data) - KNOWN_KEYS)
+    if unknown:
+        raise ManifestError("bad_manifest", f"unknown manifest field(s): {', '.join(unknown)}")
+    name = _text(data, "name", required=True, limit=64)
+    if not APP_NAME_RE.match(name):
+        raise ManifestError(
+            "bad_name", f"app name {name!r} must be 2-64 lower-case letters, digits and dashes, starting with a letter"
+        )
+    version = _text(data, "version", required=True, limit=64)
+    version_key(version)
+    runtime = _text(data, "runtime", required=True, limit=64)
+    entry_point = _text(data, "entry_point", required=True)
+    if not ENTRY_POINT_RE.match(entry_point):
+        raise ManifestError("bad_manifest", f"entry_point {entry_point!r} must look like 'module:attribute'")
+    icon = _text(data, "icon")
+    if icon and not icon.lower().endswith(ICON_SUFFIXES):
+        raise ManifestError("bad_manifest", f"icon {icon!r} must be one of {', '.join(ICON_SUFFIXES)}")
+    time_limit = data.get("time_limit")
+    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or time_limit <= 0):
+        raise ManifestError("bad_manifest", "time_limit must be a positive number of seconds")
+    interface = data.get("interface")
+    if require_interface:
+        check_interface(interface)
+    return Manifest(
+        name=name,
+        version=version,
+        runtime=runtime,
+        entry_point=entry_point,
+        title=_text(data, "title", required=True),
+        description=_text(data, "description", limit=4000),
+        category=_text(data, "category", limit=64) or "General",
+        icon=icon,
+        time_limit=float(time_limit) if time_limit is not None else None,
+        interface=interface or {},
+    )
+
+
+def check_interface(interface: Any) -> None:
+    """Check the shape of the declared interface that ``pro app pack`` records."""
+    if not isinstance(interface, dict):
+        raise ManifestError("bad_manifest", "the manifest has no interface: pack the app with 'pro app pack'")
+    for key in ("identifiers", "procedures", "pages"):
+        if not isinstance(interface.get(key), list):
+            raise ManifestError("bad_manifest", f"the manifest's interface has no list of {key}")
+    names = set()
+    for item in interface["identifiers"] + interface["procedures"]:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ManifestError("bad_manifest", "every identifier and procedure in the interface needs a name")
+        if item["name"] in names:
+            raise ManifestError("bad_manifest", f"the interface declares {item['name']!r} twice")
+        names.add(item["name"])
+    for page in interface["pages"]:
+        if not isinstance(page, dict) or not isinstance(page.get("widgets"), list):
+            raise ManifestError("bad_manifest", "every page in the interface needs a list of widgets")
+        for widget in page["widgets"]:
+            if not isinstance(widget, dict) or widget.get("target") not in names:
+                raise ManifestError("bad_manifest", f"page {page.get('title')!r} shows something the app does not declare")
