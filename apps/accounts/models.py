@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+EVERYONE_GROUP = "Everyone"
+PUBLISHERS_GROUP = "Publishers"
+
+
+class Role(models.TextChoices):
+    """The three roles of the platform; admins are superusers, publishers a built-in group."""
+
+    USER = "user", "User"
+    PUBLISHER = "publisher", "Publisher"
+    ADMIN = "admin", "Admin"
+
+
+class ApiTicket(models.Model):
+    """A short-lived bearer token for the API, stored hashed (only its owner ever sees it)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tickets")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise a ticket in lists.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… of {self.user}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()

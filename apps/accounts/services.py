@@ -1,0 +1,131 @@
+"""Accounts: roles, the first admin, and API tickets."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model, password_validation
+from django.contrib.auth.models import AbstractUser, Group
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from pro_portal.errors import ApplicationError
+
+from .models import EVERYONE_GROUP, PUBLISHERS_GROUP, ApiTicket, Role
+
+TICKET_PREFIX = "pro_t_"
+
+
+class AuthenticationFailed(ApplicationError):
+    status = 401
+    code = "authentication_failed"
+
+
+def group_everyone() -> Group:
+    return Group.objects.get_or_create(name=EVERYONE_GROUP)[0]
+
+
+def group_publishers() -> Group:
+    return Group.objects.get_or_create(name=PUBLISHERS_GROUP)[0]
+
+
+def user_role(user: AbstractUser) -> Role:
+    if user.is_superuser:
+        return Role.ADMIN
+    if user.groups.filter(name=PUBLISHERS_GROUP).exists():
+        return Role.PUBLISHER
+    return Role.USER
+
+
+def user_is_publisher(user: AbstractUser) -> bool:
+    return user.is_authenticated and user_role(user) in (Role.PUBLISHER, Role.ADMIN)
+
+
+@transaction.atomic
+def user_set_role(*, user: AbstractUser, role: Role | str) -> None:
+    role = Role(role)
+    user.is_superuser = user.is_staff = role == Role.ADMIN
+    user.save(update_fields=["is_superuser", "is_staff"])
+    if role == Role.PUBLISHER:
+        user.groups.add(group_publishers())
+    else:
+        user.groups.remove(group_publishers())
+
+
+@transaction.atomic
+def user_create(*, username: str, password: str, role: Role | str = Role.USER, email: str = "") -> AbstractUser:
+    """Create an account; the password must pass the platform's password validators."""
+    User = get_user_model()  # noqa: N806
+    if User.objects.filter(username=username).exists():
+        raise ApplicationError(f"A user named {username!r} already exists.", code="duplicate_user", status=409)
+    user = User(username=username, email=email)
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        raise ApplicationError("The password is too weak: " + " ".join(exc.messages), code="weak_password") from None
+    user.set_password(password)
+    user.save()
+    user_set_role(user=user, role=role)
+    return user
+
+
+def admin_ensure(*, password: str | None) -> tuple[AbstractUser, str | None]:
+    """Create the first admin ``admin`` if there is none; return it and a generated password.
+
+    The generated password (``None`` when one was given or the admin existed) is shown once by
+    the caller and kept in the data folder, readable by its owner only.
+    """
+    User = get_user_model()  # noqa: N806
+    existing = User.objects.filter(username="admin").first()
+    if existing is not None:
+        return existing, None
+    generated = None if password else secrets.token_urlsafe(12)
+    user = User(username="admin", is_staff=True, is_superuser=True)
+    user.set_password(password or generated)
+    user.save()
+    return user, generated
+
+
+def _hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def ticket_issue(*, username: str, password: str, request=None) -> tuple[str, ApiTicket]:
+    """Exchange a user name and password for a short-lived ticket; return (ticket, row)."""
+    user = authenticate(request, username=username, password=password)
+    if user is None or not user.is_active:
+        raise AuthenticationFailed("The user name or password is wrong.")
+    return ticket_issue_for_user(user=user)
+
+
+def ticket_issue_for_user(*, user: AbstractUser) -> tuple[str, ApiTicket]:
+    raw = TICKET_PREFIX + secrets.token_urlsafe(32)
+    ticket = ApiTicket.objects.create(
+        user=user,
+        key_hash=_hash(raw),
+        prefix=raw[: len(TICKET_PREFIX) + 6],
+        expires_at=timezone.now() + timedelta(seconds=settings.PRO_TICKET_TTL_SECONDS),
+    )
+    return raw, ticket
+
+
+def ticket_authenticate(raw: str) -> AbstractUser | None:
+    """The active user a ticket belongs to, or ``None`` for an unknown, expired or revoked one."""
+    if not raw.startswith(TICKET_PREFIX):
+        return None
+    ticket = ApiTicket.objects.select_related("user").filter(key_hash=_hash(raw)).first()
+    if ticket is None or not ticket.is_active or not ticket.user.is_active:
+        return None
+    now = timezone.now()
+    # Writing on every request would make the ticket table hot; a minute's precision is plenty.
+    if ticket.last_used_at is None or now - ticket.last_used_at > timedelta(minutes=1):
+        ApiTicket.objects.filter(pk=ticket.pk).update(last_used_at=now)
+    return ticket.user
+
+
+def ticket_revoke_all(*, user: AbstractUser) -> int:
+    return ApiTicket.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())

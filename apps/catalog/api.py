@@ -1,0 +1,158 @@
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from pro_portal.errors import NotFound
+from pro_portal.uploads import read_uploaded_bytes
+
+from . import selectors, services
+from .keys import platform_key_id, platform_public_key_pem
+from .serializers import AppOut, AppPatch, GrantIn, GrantOut, PublisherKeyOut, PublishForm, RuntimeOut, VersionOut, VersionPatch
+
+
+def app_out(request, apps, many: bool = False) -> dict | list:
+    user = request.user
+    context = {
+        "access": lambda app: selectors.app_access_level(user, app),
+        "versions": lambda app: selectors.versions_for_user(user, app),
+    }
+    return AppOut(apps, many=many, context=context).data
+
+
+class PublisherKeyApi(APIView):
+    """The public key that app packages for this platform are encrypted with."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=PublisherKeyOut)
+    def get(self, request):
+        body = {"key_id": platform_key_id(), "algorithm": "RSA-OAEP-SHA256+AES-256-GCM", "public_key": platform_public_key_pem()}
+        return Response(PublisherKeyOut(body).data)
+
+
+class RuntimeListApi(APIView):
+    @extend_schema(responses=RuntimeOut(many=True))
+    def get(self, request):
+        return Response(RuntimeOut(selectors.runtimes(), many=True).data)
+
+
+class AppListApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(responses=AppOut(many=True))
+    def get(self, request):
+        return Response(app_out(request, selectors.apps_for_user(request.user), many=True))
+
+    @extend_schema(
+        request={"multipart/form-data": PublishForm, "application/octet-stream": bytes},
+        responses={201: AppOut, 400: OpenApiResponse(description="The package is refused; the message says why.")},
+        description="Publish an encrypted package: a new app, or a new version of an app you manage.",
+    )
+    def post(self, request):
+        blob = read_uploaded_bytes(request._request, "package", settings.PRO_MAX_PACKAGE_BYTES, "package")
+        make_latest = request._request.GET.get("make_latest", request._request.POST.get("make_latest", "true")).lower() != "false"
+        version = services.app_publish(user=request.user, blob=blob, make_latest=make_latest)
+        return Response(app_out(request, version.app), status=status.HTTP_201_CREATED)
+
+
+class AppDetailApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=AppOut)
+    def get(self, request, name: str):
+        return Response(app_out(request, selectors.app_get_for_user(request.user, name)))
+
+    @extend_schema(request=AppPatch, responses=AppOut)
+    def patch(self, request, name: str):
+        app = selectors.app_get_for_user(request.user, name)
+        given = AppPatch(data=request.data)
+        given.is_valid(raise_exception=True)
+        services.app_update(user=request.user, app=app, **given.validated_data)
+        return Response(app_out(request, app))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, name: str):
+        services.app_delete(user=request.user, app=selectors.app_get_for_user(request.user, name))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AppIconApi(APIView):
+    @extend_schema(responses={(200, "image/*"): bytes})
+    def get(self, request, name: str):
+        app = selectors.app_get_for_user(request.user, name)
+        if not app.icon_path:
+            raise NotFound(f"App {name!r} has no icon.")
+        return FileResponse(default_storage.open(app.icon_path), filename=app.icon_path.rsplit("/", 1)[-1])
+
+
+class VersionListApi(APIView):
+    @extend_schema(responses=VersionOut(many=True))
+    def get(self, request, name: str):
+        app = selectors.app_get_for_user(request.user, name)
+        return Response(VersionOut(selectors.versions_for_user(request.user, app), many=True).data)
+
+
+class VersionDetailApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=VersionOut)
+    def get(self, request, name: str, version: str):
+        app = selectors.app_get_for_user(request.user, name)
+        return Response(VersionOut(selectors.version_get_for_user(request.user, app, version)).data)
+
+    @extend_schema(request=VersionPatch, responses=VersionOut)
+    def patch(self, request, name: str, version: str):
+        app = selectors.app_get_for_user(request.user, name)
+        found = selectors.version_get_for_user(request.user, app, version)
+        given = VersionPatch(data=request.data)
+        given.is_valid(raise_exception=True)
+        if "hidden" in given.validated_data:
+            services.version_set_hidden(user=request.user, version=found, hidden=given.validated_data["hidden"])
+        if given.validated_data.get("latest"):
+            services.app_set_latest(user=request.user, version=found)
+        found.app.refresh_from_db()
+        return Response(VersionOut(found).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, name: str, version: str):
+        app = selectors.app_get_for_user(request.user, name)
+        services.version_delete(user=request.user, version=selectors.version_get_for_user(request.user, app, version))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class GrantListApi(APIView):
+    parser_classes = [JSONParser]
+
+    def _app(self, request, name: str):
+        app = selectors.app_get_for_user(request.user, name)
+        services.app_require_manager(request.user, app)
+        return app
+
+    @extend_schema(responses=GrantOut(many=True))
+    def get(self, request, name: str):
+        app = self._app(request, name)
+        return Response(GrantOut(app.grants.select_related("user", "group", "granted_by"), many=True).data)
+
+    @extend_schema(request=GrantIn, responses={201: GrantOut})
+    def post(self, request, name: str):
+        app = self._app(request, name)
+        given = GrantIn(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        grant = services.grant_access(user=request.user, app=app, level=data["level"], username=data["username"], group_name=data["group"])
+        return Response(GrantOut(grant).data, status=status.HTTP_201_CREATED)
+
+
+class GrantDetailApi(APIView):
+    @extend_schema(responses={204: None})
+    def delete(self, request, name: str, grant_id: int):
+        app = selectors.app_get_for_user(request.user, name)
+        services.grant_revoke(user=request.user, app=app, grant_id=grant_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

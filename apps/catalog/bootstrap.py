@@ -1,0 +1,66 @@
+"""First start: what a fresh platform needs before anyone logs in. Safe to run on every start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from apps.accounts.models import EVERYONE_GROUP
+from apps.accounts.services import admin_ensure, group_everyone, group_publishers
+from sessions.runtime import package
+from sessions.runtime.manifest import read_author_manifest
+
+from .keys import platform_private_key
+from .models import AccessLevel, App
+from .services import app_publish, grant_access, runtime_ensure_builtin
+
+
+def _admin(report: list[str]) -> object:
+    from pro_portal.env import env_str
+
+    admin, generated = admin_ensure(password=env_str("PRO_ADMIN_PASSWORD") or None)
+    if generated:
+        path = settings.DATA_DIR / "admin-password.txt"
+        path.touch(mode=0o600)
+        path.write_text(generated + "\n")
+        report.append(f"Created the first admin: user 'admin', password {generated} (also in {path})")
+    return admin
+
+
+def _publish_samples(admin, samples_dir: Path, report: list[str]) -> None:
+    public_key = platform_private_key().public_key()
+    for folder in sorted(p for p in samples_dir.iterdir() if (p / "manifest.toml").is_file()):
+        name = read_author_manifest(folder)["name"]
+        if App.objects.filter(name=name).exists():
+            continue
+        blob, manifest = package.pack_folder(folder, public_key)
+        version = app_publish(user=admin, blob=blob)
+        grant_access(user=admin, app=version.app, level=AccessLevel.VIEWER, group_name=EVERYONE_GROUP)
+        report.append(f"Published sample app {manifest.name} {manifest.version}")
+    _seed_instances(samples_dir / "instances", report)
+
+
+def _seed_instances(instances: Path, report: list[str]) -> None:
+    """Put the public MPS instances in mps-solver's shared folder, so it has models to solve."""
+    if not instances.is_dir():
+        return
+    for model in sorted(instances.glob("*.mps")):
+        target = f"apps/mps-solver/data/{model.name}"
+        if not default_storage.exists(target):
+            default_storage.save(target, ContentFile(model.read_bytes()))
+            report.append(f"Stored {target}")
+
+
+def bootstrap(*, samples_dir: Path | None) -> list[str]:
+    report: list[str] = []
+    runtime_ensure_builtin()
+    group_everyone()
+    group_publishers()
+    platform_private_key()
+    admin = _admin(report)
+    if samples_dir is not None and samples_dir.is_dir():
+        _publish_samples(admin, samples_dir, report)
+    return report

@@ -1,0 +1,108 @@
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import AccessLevel, App, AppGrant, AppVersion, Runtime
+
+
+class RuntimeOut(serializers.ModelSerializer):
+    class Meta:
+        model = Runtime
+        fields = ["key", "title", "description", "is_builtin"]
+
+
+class VersionOut(serializers.ModelSerializer):
+    runtime = serializers.CharField(source="runtime.key")
+    published_by = serializers.CharField(source="published_by.username", default=None)
+    is_latest = serializers.BooleanField()
+    launch_url = serializers.SerializerMethodField()
+    pages = serializers.SerializerMethodField()
+    procedures = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AppVersion
+        fields = [
+            "version",
+            "runtime",
+            "is_latest",
+            "is_hidden",
+            "published_by",
+            "published_at",
+            "package_size",
+            "package_sha256",
+            "launch_url",
+            "pages",
+            "procedures",
+        ]
+
+    def get_launch_url(self, version: AppVersion) -> str:
+        return reverse("portal:launch", args=[version.app.name, version.version])
+
+    def get_pages(self, version: AppVersion) -> list[str]:
+        return [page.get("title", "") for page in version.manifest.get("interface", {}).get("pages", [])]
+
+    def get_procedures(self, version: AppVersion) -> list[dict]:
+        return version.manifest.get("interface", {}).get("procedures", [])
+
+
+class AppOut(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", default=None)
+    latest_version = serializers.CharField(source="latest_version.version", default=None)
+    icon_url = serializers.SerializerMethodField()
+    access = serializers.SerializerMethodField()
+    versions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = App
+        fields = ["name", "title", "description", "category", "owner", "latest_version", "icon_url", "access", "versions"]
+
+    def get_icon_url(self, app: App) -> str | None:
+        return reverse("api:app-icon", args=[app.name]) if app.icon_path else None
+
+    def get_access(self, app: App) -> str:
+        return self.context["access"](app)
+
+    def get_versions(self, app: App) -> list[dict]:
+        return VersionOut(self.context["versions"](app), many=True).data
+
+
+class AppPatch(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
+    category = serializers.CharField(max_length=64, required=False)
+
+
+class VersionPatch(serializers.Serializer):
+    hidden = serializers.BooleanField(required=False)
+    latest = serializers.BooleanField(required=False, help_text="true moves the latest tag to this version.")
+
+    def validate_latest(self, value: bool) -> bool:
+        if value is False:
+            raise serializers.ValidationError("The latest tag moves by setting it on another version.")
+        return value
+
+
+class PublishForm(serializers.Serializer):
+    package = serializers.FileField(help_text="An encrypted package built with 'pro app pack'.")
+    make_latest = serializers.BooleanField(default=True)
+
+
+class GrantOut(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", default=None)
+    group = serializers.CharField(source="group.name", default=None)
+    granted_by = serializers.CharField(source="granted_by.username", default=None)
+
+    class Meta:
+        model = AppGrant
+        fields = ["id", "username", "group", "level", "granted_by", "granted_at"]
+
+
+class GrantIn(serializers.Serializer):
+    username = serializers.CharField(max_length=150, required=False, default="")
+    group = serializers.CharField(max_length=150, required=False, default="")
+    level = serializers.ChoiceField(choices=AccessLevel.values, default=AccessLevel.VIEWER)
+
+
+class PublisherKeyOut(serializers.Serializer):
+    key_id = serializers.CharField()
+    algorithm = serializers.CharField()
+    public_key = serializers.CharField()

@@ -1,0 +1,263 @@
+"""Publishing and managing apps: the only code that changes the catalogue."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser, Group
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from apps.accounts.services import user_is_publisher
+from pro_portal.errors import ApplicationError, Conflict, Forbidden, NotFound, TooLarge
+from sessions.runtime import package
+from sessions.runtime.manifest import Manifest
+
+from .keys import platform_private_key
+from .models import AccessLevel, App, AppGrant, AppVersion, Runtime
+from .selectors import app_can_manage
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_RUNTIME = "py311-highs"
+
+
+class PackageRefused(ApplicationError):
+    """A package failed validation; its ``code`` is the package error's code."""
+
+
+def runtime_ensure_builtin() -> Runtime:
+    """The runtime every node has: the platform's own interpreter, with the SDK and HiGHS."""
+    runtime, _ = Runtime.objects.update_or_create(
+        key=BUILTIN_RUNTIME,
+        defaults={
+            "title": "Python 3.11 with HiGHS",
+            "interpreter": sys.executable,
+            "description": "The platform's own Python environment: the app SDK, highspy and numpy.",
+            "is_builtin": True,
+        },
+    )
+    return runtime
+
+
+# ---------------------------------------------------------------- publishing
+
+
+def _refuse(exc: package.PackageError) -> ApplicationError:
+    if exc.code == "too_large":
+        return TooLarge(str(exc), code="too_large")
+    return PackageRefused(str(exc), code=exc.code)
+
+
+def package_validate(blob: bytes) -> tuple[Manifest, bytes]:
+    """Decrypt and check a package without importing any of its code; return (manifest, archive)."""
+    if len(blob) > settings.PRO_MAX_PACKAGE_BYTES:
+        raise TooLarge(f"The package is {len(blob)} bytes, over the limit of {settings.PRO_MAX_PACKAGE_BYTES} bytes.")
+    if not blob:
+        raise PackageRefused("The upload is empty: send an app package built with 'pro app pack'.", code="not_a_package")
+    limits = package.ArchiveLimits(
+        max_entries=settings.PRO_MAX_PACKAGE_ENTRIES, max_uncompressed_bytes=settings.PRO_MAX_PACKAGE_UNPACKED_BYTES
+    )
+    try:
+        archive = package.decrypt(blob, platform_private_key())
+        manifest, _ = package.inspect_archive(archive, limits)
+    except package.PackageError as exc:
+        raise _refuse(exc) from None
+    return manifest, archive
+
+
+def _check_publish_rights(user: AbstractUser, manifest: Manifest) -> tuple[App | None, Runtime]:
+    if not user_is_publisher(user):
+        raise Forbidden("Only publishers and admins can publish apps.")
+    runtime = Runtime.objects.filter(key=manifest.runtime).first()
+    if runtime is None:
+        known = ", ".join(Runtime.objects.order_by("key").values_list("key", flat=True)) or "none"
+        raise PackageRefused(f"The package needs runtime {manifest.runtime!r}, which this platform does not have (it has: {known}).", code="unknown_runtime")
+    app = App.objects.filter(name=manifest.name).first()
+    if app is not None:
+        if not app_can_manage(user, app):
+            raise Forbidden(f"App {app.name!r} exists and you do not manage it: ask its publisher to make you a collaborator.")
+        if app.versions.filter(version=manifest.version).exists():
+            raise Conflict(f"App {app.name!r} already has version {manifest.version}: raise the version number.", code="duplicate_version")
+    return app, runtime
+
+
+def _store(path: str, content: bytes) -> str:
+    return default_storage.save(path, ContentFile(content))
+
+
+def app_publish(*, user: AbstractUser, blob: bytes, make_latest: bool = True) -> AppVersion:
+    """Validate an encrypted package and publish it as a new app or a new version of one.
+
+    Every check runs before anything is stored: a refused package leaves nothing behind.
+    A new version carries the app's grants (they belong to the app) and, with
+    ``make_latest``, the ``latest`` tag.
+    """
+    manifest, archive = package_validate(blob)
+    _check_publish_rights(user, manifest)
+    icon = package.read_member(archive, manifest.icon) if manifest.icon else None
+    stored: list[str] = []
+    try:
+        # The digest in the name keeps two racing uploads of one version from sharing a file.
+        stem = f"{manifest.version}-{hashlib.sha256(blob).hexdigest()[:12]}"
+        stored.append(_store(f"packages/{manifest.name}/{stem}.proapp", blob))
+        if icon is not None:
+            stored.append(_store(f"icons/{manifest.name}/{stem}{PurePosixPath(manifest.icon).suffix.lower()}", icon))
+        version = _record_version(user, manifest, blob, stored, make_latest)
+    except BaseException:
+        for path in stored:
+            default_storage.delete(path)
+        raise
+    logger.info("%s published %s %s", user.username, manifest.name, manifest.version)
+    return version
+
+
+@transaction.atomic
+def _record_version(user: AbstractUser, manifest: Manifest, blob: bytes, stored: list[str], make_latest: bool) -> AppVersion:
+    # Checked again inside the transaction: two uploads of the same version may race.
+    app, runtime = _check_publish_rights(user, manifest)
+    is_new = app is None
+    if is_new:
+        app = App.objects.create(name=manifest.name, title=manifest.title, description=manifest.description, category=manifest.category, owner=user)
+    try:
+        with transaction.atomic():
+            version = AppVersion.objects.create(
+                app=app,
+                version=manifest.version,
+                runtime=runtime,
+                manifest=manifest.to_dict(),
+                package_path=stored[0],
+                package_size=len(blob),
+                package_sha256=hashlib.sha256(blob).hexdigest(),
+                published_by=user,
+            )
+    except IntegrityError:
+        raise Conflict(f"App {manifest.name!r} already has version {manifest.version}.", code="duplicate_version") from None
+    if is_new or make_latest:
+        app.latest_version = version
+        app.title, app.description, app.category = manifest.title, manifest.description, manifest.category
+        if len(stored) > 1:
+            app.icon_path = stored[1]
+        app.save()
+    return version
+
+
+# ---------------------------------------------------------------- managing
+
+
+def app_require_manager(user: AbstractUser, app: App) -> None:
+    if not app_can_manage(user, app):
+        raise Forbidden(f"You do not manage app {app.name!r}.")
+
+
+def app_update(*, user: AbstractUser, app: App, title: str | None = None, description: str | None = None, category: str | None = None) -> App:
+    app_require_manager(user, app)
+    fields = {"title": title, "description": description, "category": category}
+    changed = [name for name, value in fields.items() if value is not None]
+    for name in changed:
+        setattr(app, name, fields[name].strip())
+    if category is not None and not app.category:
+        raise ApplicationError("The category cannot be empty.", code="invalid")
+    if changed:
+        app.save(update_fields=[*changed, "updated_at"])
+    return app
+
+
+@transaction.atomic
+def app_set_latest(*, user: AbstractUser, version: AppVersion) -> App:
+    """Move the app's ``latest`` tag to ``version`` (exactly one version carries it)."""
+    app = App.objects.select_for_update().get(pk=version.app_id)
+    app_require_manager(user, app)
+    if version.is_hidden:
+        raise Conflict(f"Version {version.version} is hidden: unhide it before tagging it latest.", code="version_hidden")
+    app.latest_version = version
+    app.save(update_fields=["latest_version", "updated_at"])
+    return app
+
+
+def version_set_hidden(*, user: AbstractUser, version: AppVersion, hidden: bool) -> AppVersion:
+    app_require_manager(user, version.app)
+    if hidden and version.is_latest:
+        raise Conflict(f"Version {version.version} carries the latest tag: move the tag before hiding it.", code="version_is_latest")
+    version.is_hidden = hidden
+    version.save(update_fields=["is_hidden"])
+    return version
+
+
+def version_usage(version: AppVersion) -> list[str]:
+    """Why a version cannot be deleted now (empty when nothing uses it)."""
+    reasons = []
+    if version.is_latest:
+        reasons.append("it carries the latest tag")
+    return reasons
+
+
+def _delete_files(paths: list[str]) -> None:
+    for path in paths:
+        if path:
+            try:
+                default_storage.delete(path)
+            except OSError:
+                logger.warning("Could not delete %s from storage", path, exc_info=True)
+
+
+def version_delete(*, user: AbstractUser, version: AppVersion) -> None:
+    """Delete a version and its package; refused while anything uses it."""
+    app_require_manager(user, version.app)
+    reasons = version_usage(version)
+    if reasons:
+        raise Conflict(f"Version {version.version} cannot be deleted: {'; '.join(reasons)}.", code="version_in_use")
+    paths = [version.package_path]
+    with transaction.atomic():
+        version.delete()
+    transaction.on_commit(lambda: _delete_files(paths))
+
+
+def app_delete(*, user: AbstractUser, app: App) -> None:
+    """Delete an app with all its versions; refused while work uses any of them."""
+    app_require_manager(user, app)
+    for version in app.versions.all():
+        reasons = [r for r in version_usage(version) if r != "it carries the latest tag"]
+        if reasons:
+            raise Conflict(f"Version {version.version} is in use: {'; '.join(reasons)}.", code="version_in_use")
+    paths = [*app.versions.values_list("package_path", flat=True), app.icon_path]
+    with transaction.atomic():
+        app.delete()
+    transaction.on_commit(lambda: _delete_files(paths))
+
+
+# ---------------------------------------------------------------- access
+
+
+def grant_access(*, user: AbstractUser, app: App, level: str, username: str = "", group_name: str = "") -> AppGrant:
+    """Grant a user or a group access to an app (or change the level of an existing grant)."""
+    app_require_manager(user, app)
+    if level not in AccessLevel.values:
+        raise ApplicationError(f"The level must be one of {', '.join(AccessLevel.values)}.", code="invalid")
+    if bool(username) == bool(group_name):
+        raise ApplicationError("Grant access to exactly one user or one group.", code="invalid")
+    if username:
+        grantee = get_user_model().objects.filter(username=username).first()
+        if grantee is None:
+            raise NotFound(f"There is no user {username!r}.")
+        lookup = {"user": grantee}
+    else:
+        group = Group.objects.filter(name=group_name).first()
+        if group is None:
+            raise NotFound(f"There is no group {group_name!r}.")
+        lookup = {"group": group}
+    grant, _ = AppGrant.objects.update_or_create(app=app, **lookup, defaults={"level": level, "granted_by": user})
+    return grant
+
+
+def grant_revoke(*, user: AbstractUser, app: App, grant_id: int) -> None:
+    app_require_manager(user, app)
+    deleted, _ = AppGrant.objects.filter(app=app, pk=grant_id).delete()
+    if not deleted:
+        raise NotFound(f"App {app.name!r} has no grant {grant_id}.")

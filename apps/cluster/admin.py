@@ -1,0 +1,9 @@
+from django.contrib import admin
+
+from .models import Node
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ("name", "state", "roles", "address", "version", "started_at", "last_heartbeat")
+    list_filter = ("state",)

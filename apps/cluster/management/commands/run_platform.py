@@ -1,0 +1,59 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from pro_portal.env import env_int, env_str
+
+STOP_GRACE_SECONDS = 10
+
+
+class Command(BaseCommand):
+    help = "Start the platform on this node: web (daphne), the task workers (qcluster) and the node agent."
+
+    def _children(self, host: str, port: int) -> dict[str, list[str]]:
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        web = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "pro_portal.asgi:application"]
+        roles = set(settings.PRO_NODE_ROLES)
+        children = {"agent": [*manage, "node_agent"]}
+        if "web" in roles:
+            children["web"] = web
+        if roles & {"solves", "sessions"}:
+            children["workers"] = [*manage, "qcluster"]
+        return children
+
+    def handle(self, **options):
+        host = env_str("PRO_HTTP_HOST", "127.0.0.1")
+        port = env_int("PRO_HTTP_PORT", 8000, minimum=1)
+        stopping = []
+        signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        processes = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in self._children(host, port).items()}
+        self.stdout.write(f"Platform up at http://{host}:{port}/ (data in {settings.DATA_DIR}); Ctrl-C stops it.")
+        failed = None
+        while not stopping and failed is None:
+            time.sleep(0.5)
+            failed = next((name for name, p in processes.items() if p.poll() is not None), None)
+        if failed:
+            self.stderr.write(f"{failed} stopped unexpectedly (exit {processes[failed].returncode}); stopping the platform.")
+        self._stop(processes)
+        self.stdout.write("Platform stopped.")
+        sys.exit(1 if failed else 0)
+
+    def _stop(self, processes: dict[str, subprocess.Popen]) -> None:
+        """Ask every child to stop, then kill what is still running after the grace period."""
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for name, process in processes.items():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stderr.write(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killing it.")
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()

@@ -1,0 +1,17 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path, re_path
+
+from . import views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(template_name="portal/login.html", redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.catalogue, name="catalogue"),
+    path("publish/", views.publish, name="publish"),
+    path("apps/<slug:name>/", views.app_detail, name="app"),
+    path("apps/<slug:name>/manage", views.app_manage, name="app-manage"),
+    path("launch/<slug:name>/<str:version>", views.launch, name="launch"),
+    re_path(r"^files/(?P<path>.*)$", views.files, name="files"),
+]

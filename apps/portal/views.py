@@ -1,0 +1,197 @@
+"""The pages users click through. Each view parses, calls a service or selector, renders."""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+from collections import OrderedDict
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from apps.accounts.services import user_is_publisher
+from apps.catalog import selectors as catalog
+from apps.catalog import services as publishing
+from apps.catalog.keys import platform_key_id
+from apps.catalog.models import AccessLevel
+from apps.storage import services as storage
+from pro_portal.errors import ApplicationError
+from pro_portal.uploads import read_uploaded_bytes
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers and the launcher: the database answers."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok", "node": settings.PRO_NODE_NAME})
+
+
+def flash_errors(redirect_to):
+    """Run a POST action; show an :class:`ApplicationError` as a message on the next page."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            try:
+                return view(request, *args, **kwargs)
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
+                return redirect(redirect_to(request, *args, **kwargs))
+
+        return wrapper
+
+    return decorator
+
+
+@login_required
+def catalogue(request: HttpRequest) -> HttpResponse:
+    grouped: OrderedDict[str, list] = OrderedDict()
+    for app in catalog.apps_for_user(request.user).order_by("category", "title"):
+        versions = catalog.versions_for_user(request.user, app)
+        if versions:
+            grouped.setdefault(app.category, []).append({"app": app, "versions": versions})
+    return render(request, "portal/catalogue.html", {"categories": grouped})
+
+
+@login_required
+def app_detail(request: HttpRequest, name: str) -> HttpResponse:
+    app = catalog.app_get_for_user(request.user, name)
+    can_manage = catalog.app_can_manage(request.user, app)
+    context = {
+        "app": app,
+        "versions": catalog.versions_for_user(request.user, app),
+        "can_manage": can_manage,
+        "access": catalog.app_access_level(request.user, app),
+        "grants": app.grants.select_related("user", "group") if can_manage else [],
+        "levels": AccessLevel.choices,
+    }
+    return render(request, "portal/app_detail.html", context)
+
+
+def _back_to_app(request, name: str) -> str:
+    return reverse("portal:app", args=[name])
+
+
+@login_required
+@require_http_methods(["POST"])
+@flash_errors(_back_to_app)
+def app_manage(request: HttpRequest, name: str) -> HttpResponse:
+    """Every change a manager makes on the app page: one action per form."""
+    app = catalog.app_get_for_user(request.user, name)
+    action = request.POST.get("action", "")
+    user = request.user
+    if action in ("latest", "hide", "unhide", "delete-version"):
+        version = catalog.version_get_for_user(user, app, request.POST.get("version", ""))
+        if action == "latest":
+            publishing.app_set_latest(user=user, version=version)
+            messages.success(request, f"Version {version.version} now carries the latest tag.")
+        elif action in ("hide", "unhide"):
+            publishing.version_set_hidden(user=user, version=version, hidden=action == "hide")
+            messages.success(request, f"Version {version.version} is {'hidden' if action == 'hide' else 'visible'}.")
+        else:
+            publishing.version_delete(user=user, version=version)
+            messages.success(request, f"Version {version.version} is deleted.")
+    elif action == "grant":
+        who = request.POST.get("grantee", "").strip()
+        kind = request.POST.get("kind", "user")
+        grant = publishing.grant_access(
+            user=user,
+            app=app,
+            level=request.POST.get("level", AccessLevel.VIEWER),
+            username=who if kind == "user" else "",
+            group_name=who if kind == "group" else "",
+        )
+        messages.success(request, f"Granted {grant.grantee_label} {grant.level} access.")
+    elif action == "revoke":
+        publishing.grant_revoke(user=user, app=app, grant_id=_int(request.POST.get("grant")))
+        messages.success(request, "Access revoked.")
+    elif action == "update":
+        publishing.app_update(user=user, app=app, title=request.POST.get("title"), category=request.POST.get("category"), description=request.POST.get("description"))
+        messages.success(request, "App details saved.")
+    elif action == "delete-app":
+        publishing.app_delete(user=user, app=app)
+        messages.success(request, f"App {name} is deleted.")
+        return redirect("portal:catalogue")
+    else:
+        raise ApplicationError(f"Unknown action {action!r}.")
+    return redirect("portal:app", name=name)
+
+
+def _int(raw: str | None) -> int:
+    try:
+        return int(raw or "")
+    except ValueError:
+        raise ApplicationError("Choose an entry from the list.") from None
+
+
+@login_required
+def publish(request: HttpRequest) -> HttpResponse:
+    if not user_is_publisher(request.user):
+        messages.error(request, "Only publishers and admins can publish apps.")
+        return redirect("portal:catalogue")
+    if request.method == "POST":
+        try:
+            blob = read_uploaded_bytes(request, "package", settings.PRO_MAX_PACKAGE_BYTES, "package")
+            version = publishing.app_publish(user=request.user, blob=blob, make_latest=request.POST.get("make_latest") == "on")
+        except ApplicationError as exc:
+            messages.error(request, f"The package was refused: {exc.message}")
+        else:
+            messages.success(request, f"Published {version.app.name} {version.version}.")
+            return redirect("portal:app", name=version.app.name)
+    base_url = request.build_absolute_uri("/").rstrip("/")
+    return render(request, "portal/publish.html", {"key_id": platform_key_id(), "base_url": base_url, "max_bytes": settings.PRO_MAX_PACKAGE_BYTES})
+
+
+@login_required
+def launch(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    """The stable link to an app: ``/launch/<app>/latest`` or ``/launch/<app>/<version>``."""
+    found = catalog.version_resolve_for_user(request.user, name, version)
+    interface = found.manifest.get("interface", {})
+    identifiers = {item["name"]: item for item in interface.get("identifiers", [])}
+    procedures = {item["name"]: item for item in interface.get("procedures", [])}
+    pages = []
+    for page in interface.get("pages", []):
+        widgets = [{**w, "item": identifiers.get(w["target"]) or procedures.get(w["target"], {})} for w in page.get("widgets", [])]
+        pages.append({"title": page.get("title", ""), "widgets": widgets})
+    context = {"app": found.app, "version": found, "pages": pages, "identifiers": identifiers.values(), "procedures": procedures.values()}
+    return render(request, "portal/launch.html", context)
+
+
+@login_required
+def files(request: HttpRequest, path: str) -> HttpResponse:
+    """Browse storage: list a folder, upload into it, delete a file."""
+    folder = storage.normalize_path(path) if path else ""
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "delete":
+                target = storage.normalize_path(request.POST.get("path", ""))
+                storage.storage_delete(user=request.user, path=target)
+                messages.success(request, f"Deleted {target}.")
+            else:
+                upload = request.FILES.get("file")
+                if upload is None:
+                    raise ApplicationError("Choose a file to upload.")
+                target = posixpath.join(folder, posixpath.basename(upload.name))
+                storage.storage_put(user=request.user, path=target, stream=upload, declared_length=upload.size)
+                messages.success(request, f"Uploaded {target}.")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        return redirect("portal:files", path=(folder + "/") if folder else "")
+    try:
+        entries = storage.storage_list(user=request.user, path=folder)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("portal:files", path="")
+    crumbs, walked = [], []
+    for part in folder.split("/") if folder else []:
+        walked.append(part)
+        crumbs.append({"name": part, "path": "/".join(walked) + "/"})
+    writable = bool(folder) and storage.can_access(request.user, folder) and len(folder.split("/")) >= (3 if folder.startswith("apps/") else 2)
+    return render(request, "portal/files.html", {"folder": folder, "entries": entries, "crumbs": crumbs, "writable": writable})

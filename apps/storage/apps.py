@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class StorageConfig(AppConfig):
+    name = "apps.storage"
+    label = "pro_storage"
+    verbose_name = "Storage"

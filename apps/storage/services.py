@@ -1,0 +1,208 @@
+"""The storage file API: who may read and write which path, over django-storages.
+
+Folders users reach:
+- ``apps/<app>/data/``: shared by everyone granted the app;
+- ``users/<username>/``: private to that user;
+- everything else (packages, icons, cases, logs): admins only.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+from apps.catalog.models import App
+from apps.catalog.selectors import app_access_level, apps_for_user
+from pro_portal.errors import ApplicationError, Forbidden, NotFound, TooLarge
+
+from .backends import TEMPORARY_PREFIX
+
+logger = logging.getLogger(__name__)
+MAX_PATH = 1024
+
+
+class BadPath(ApplicationError):
+    code = "bad_path"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: str
+    is_folder: bool
+    size: int | None = None
+    modified: datetime | None = None
+
+
+def normalize_path(raw: str) -> str:
+    """A clean relative path (``a/b/c``), or :class:`BadPath` for anything that could escape."""
+    if len(raw) > MAX_PATH:
+        raise BadPath(f"The path is longer than {MAX_PATH} characters.")
+    if "\x00" in raw or "\\" in raw or any(ord(c) < 32 for c in raw):
+        raise BadPath("The path holds a backslash or a control character.")
+    parts = [p for p in raw.split("/") if p not in ("",)]
+    if any(p in (".", "..") for p in parts):
+        raise BadPath("The path may not contain '.' or '..' segments.")
+    if any(p.startswith(TEMPORARY_PREFIX) for p in parts):
+        raise BadPath("Names starting with '.upload-' are reserved.")
+    return "/".join(parts)
+
+
+def user_folder(user: AbstractUser) -> str:
+    return f"users/{user.username}"
+
+
+def app_folder(app_name: str) -> str:
+    return f"apps/{app_name}/data"
+
+
+def _is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
+
+
+def can_access(user: AbstractUser, path: str) -> bool:
+    """Whether ``user`` may read and write ``path`` (a normalized path)."""
+    if user.is_superuser:
+        return True
+    if _is_within(path, user_folder(user)):
+        return True
+    parts = path.split("/")
+    if len(parts) >= 3 and parts[0] == "apps" and parts[2] == "data":
+        app = App.objects.filter(name=parts[1]).first()
+        return app is not None and app_access_level(user, app) is not None
+    return False
+
+
+def _require(user: AbstractUser, path: str) -> None:
+    if not can_access(user, path):
+        # Not found, not forbidden: whether another user's file exists is not the caller's business.
+        raise NotFound(f"There is no file or folder {path!r} you have access to.")
+
+
+def _require_file_path(path: str) -> None:
+    parts = path.split("/")
+    if len(parts) < 2 or (parts[0] == "apps" and len(parts) < 4):
+        raise BadPath(f"{path!r} is a folder of the platform, not a file you can write or delete.")
+
+
+def _virtual_folders(user: AbstractUser, path: str) -> list[Entry] | None:
+    """The folders above the ones a user can reach, which exist only as a view."""
+    if path == "":
+        if user.is_superuser:
+            return None
+        return [Entry("apps", "apps", True), Entry("users", "users", True)]
+    if path == "apps" and not user.is_superuser:
+        return [Entry(app.name, f"apps/{app.name}", True) for app in apps_for_user(user).order_by("name")]
+    if path == "users" and not user.is_superuser:
+        return [Entry(user.username, user_folder(user), True)]
+    parts = path.split("/")
+    if len(parts) == 2 and parts[0] == "apps" and not user.is_superuser:
+        app = App.objects.filter(name=parts[1]).first()
+        if app is None or app_access_level(user, app) is None:
+            raise NotFound(f"There is no folder {path!r} you have access to.")
+        return [Entry("data", app_folder(app.name), True)]
+    return None
+
+
+def storage_list(*, user: AbstractUser, path: str) -> list[Entry]:
+    """The folders and files directly inside ``path``."""
+    path = normalize_path(path)
+    virtual = _virtual_folders(user, path)
+    if virtual is not None:
+        return virtual
+    _require(user, path)
+    try:
+        folders, files = default_storage.listdir(path)
+    except FileNotFoundError:
+        folders, files = [], []
+    entries = [Entry(name, posixpath.join(path, name), True) for name in sorted(folders)]
+    for name in sorted(files):
+        if name.startswith(TEMPORARY_PREFIX):
+            continue
+        full = posixpath.join(path, name)
+        entries.append(Entry(name, full, False, default_storage.size(full), default_storage.get_modified_time(full)))
+    return entries
+
+
+def storage_open(*, user: AbstractUser, path: str) -> tuple[File, int]:
+    """Open a file to stream it; return the file and its size."""
+    path = normalize_path(path)
+    _require(user, path)
+    try:
+        handle = default_storage.open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError):
+        raise NotFound(f"There is no file {path!r}.") from None
+    except OSError as exc:
+        if "does not exist" in str(exc).lower() or "not found" in str(exc).lower():
+            raise NotFound(f"There is no file {path!r}.") from None
+        raise
+    return handle, handle.size
+
+
+class LimitedReader(io.RawIOBase):
+    """A read-only stream over a request body that refuses to go past ``limit`` bytes."""
+
+    def __init__(self, source, limit: int):
+        self.source, self.limit, self.count = source, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.source.read(len(buffer))
+        self.count += len(chunk)
+        if self.count > self.limit:
+            raise TooLarge(f"The file is over the limit of {self.limit} bytes.")
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def storage_put(*, user: AbstractUser, path: str, stream, declared_length: int | None = None) -> Entry:
+    """Store a stream at ``path`` (replacing a file there), reading it in chunks."""
+    path = normalize_path(path)
+    _require(user, path)
+    _require_file_path(path)
+    limit = settings.PRO_MAX_UPLOAD_BYTES
+    if declared_length is not None and declared_length > limit:
+        raise TooLarge(f"The file is {declared_length} bytes, over the limit of {limit} bytes.")
+    folder = posixpath.dirname(path)
+    if default_storage.exists(path) and _is_folder(path):
+        raise BadPath(f"{path!r} is a folder.")
+    if folder and default_storage.exists(folder) and not _is_folder(folder):
+        raise BadPath(f"{folder!r} is a file, not a folder.")
+    reader = io.BufferedReader(LimitedReader(stream, limit), buffer_size=1024 * 1024)
+    saved = default_storage.save(path, File(reader, name=posixpath.basename(path)))
+    logger.info("%s stored %s", user.username, saved)
+    return Entry(posixpath.basename(saved), saved, False, default_storage.size(saved), default_storage.get_modified_time(saved))
+
+
+def _is_folder(path: str) -> bool:
+    try:
+        folders, files = default_storage.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    if folders or files:
+        return True
+    try:
+        return os.path.isdir(default_storage.path(path))
+    except NotImplementedError:  # object storage: a folder exists only through what it holds
+        return False
+
+
+def storage_delete(*, user: AbstractUser, path: str) -> None:
+    path = normalize_path(path)
+    _require(user, path)
+    _require_file_path(path)
+    if not default_storage.exists(path) or _is_folder(path):
+        raise NotFound(f"There is no file {path!r}.")
+    default_storage.delete(path)
+    logger.info("%s deleted %s", user.username, path)

@@ -1,0 +1,318 @@
+"""``pro``: the platform's command-line tool, a thin client of the REST API.
+
+    pro login --url http://127.0.0.1:8000
+    pro app pack examples/transport
+    pro app publish transport-1.0.0.proapp
+    pro storage put model.mps apps/mps-solver/data/model.mps
+
+The server and ticket come from ``pro login`` (kept in ``~/.config/pro/config.json``) or from
+``PRO_URL`` and ``PRO_TICKET``; with ``PRO_USERNAME`` and ``PRO_PASSWORD`` set, a fresh ticket
+is fetched whenever needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+CHUNK = 1024 * 1024
+TIMEOUT = (10, 600)
+
+
+class CliError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- configuration and HTTP
+
+
+def config_path() -> Path:
+    base = os.environ.get("PRO_CONFIG_DIR") or os.path.join(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "pro")
+    return Path(base) / "config.json"
+
+
+def load_config() -> dict[str, Any]:
+    path = config_path()
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    if os.environ.get("PRO_URL"):
+        config["url"] = os.environ["PRO_URL"]
+    if os.environ.get("PRO_TICKET"):
+        config["ticket"] = os.environ["PRO_TICKET"]
+    return config
+
+
+def save_config(config: dict[str, Any]) -> None:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(config, indent=2))
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return f"{error.get('message') or response.reason} ({error.get('code', response.status_code)})"
+    except ValueError:
+        return f"HTTP {response.status_code} {response.reason}"
+
+
+class Client:
+    def __init__(self, config: dict[str, Any]):
+        if not config.get("url"):
+            raise CliError("no server: run 'pro login --url URL' or set PRO_URL")
+        self.config = config
+        self.url = config["url"].rstrip("/")
+        self.http = requests.Session()
+
+    def _auth(self) -> dict[str, str]:
+        if not self.config.get("ticket"):
+            self.relogin()
+        return {"Authorization": f"Bearer {self.config['ticket']}"}
+
+    def relogin(self) -> None:
+        username, password = os.environ.get("PRO_USERNAME"), os.environ.get("PRO_PASSWORD")
+        if not (username and password):
+            raise CliError("not logged in, or the ticket expired: run 'pro login'")
+        self.config["ticket"] = issue_ticket(self.url, username, password)["ticket"]
+
+    def request(self, method: str, path: str, *, auth: bool = True, ok: tuple[int, ...] = (200, 201, 204), **kwargs) -> requests.Response:
+        url = f"{self.url}/api/v1/{path.lstrip('/')}"
+        for attempt in (1, 2):
+            headers = {**kwargs.pop("headers", {}), **(self._auth() if auth else {})}
+            try:
+                response = self.http.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
+            except requests.ConnectionError:
+                raise CliError(f"cannot reach {self.url}") from None
+            if response.status_code == 401 and auth and attempt == 1 and os.environ.get("PRO_PASSWORD"):
+                self.config.pop("ticket", None)
+                continue
+            break
+        if response.status_code not in ok:
+            raise CliError(_error_message(response))
+        return response
+
+    def json(self, method: str, path: str, **kwargs) -> Any:
+        response = self.request(method, path, **kwargs)
+        return response.json() if response.content else None
+
+
+def issue_ticket(url: str, username: str, password: str) -> dict[str, Any]:
+    try:
+        response = requests.post(f"{url.rstrip('/')}/api/v1/auth/tickets", json={"username": username, "password": password}, timeout=TIMEOUT)
+    except requests.ConnectionError:
+        raise CliError(f"cannot reach {url}") from None
+    if response.status_code != 201:
+        raise CliError(_error_message(response))
+    return response.json()
+
+
+def print_table(rows: list[list[Any]], header: list[str]) -> None:
+    table = [header, *[["" if c is None else str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_login(args) -> None:
+    config = load_config()
+    url = (args.url or config.get("url") or "").rstrip("/")
+    if not url:
+        raise CliError("give the server with --url")
+    username = args.username or os.environ.get("PRO_USERNAME") or input("User name: ")
+    password = os.environ.get("PRO_PASSWORD") or getpass.getpass("Password: ")
+    ticket = issue_ticket(url, username, password)
+    save_config({"url": url, "ticket": ticket["ticket"], "username": username, "expires_at": ticket["expires_at"]})
+    print(f"Logged in to {url} as {username} until {ticket['expires_at']}.")
+
+
+def cmd_logout(args) -> None:
+    config = load_config()
+    config.pop("ticket", None)
+    save_config(config)
+    print("Logged out.")
+
+
+def cmd_app_pack(args) -> None:
+    from sessions.runtime import package
+
+    if args.key:
+        public_pem = Path(args.key).read_bytes()
+    else:
+        config = load_config()
+        url = args.url or config.get("url")
+        if not url:
+            raise CliError("give the platform with --url (or --key with its publisher key), or run 'pro login'")
+        public_pem = Client({**config, "url": url}).json("GET", "publisher-key", auth=False)["public_key"].encode()
+    try:
+        blob, manifest = package.pack_folder(args.folder, package.load_public_key(public_pem))
+    except (package.PackageError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    output = Path(args.output or f"{manifest.name}-{manifest.version}.proapp")
+    output.write_bytes(blob)
+    print(f"Packed {manifest.name} {manifest.version} into {output} ({len(blob)} bytes).")
+
+
+def cmd_app_publish(args) -> None:
+    client = Client(load_config())
+    with open(args.package, "rb") as handle:
+        app = client.json("POST", "apps", files={"package": (Path(args.package).name, handle)}, data={"make_latest": str(not args.no_latest).lower()})
+    print(f"Published {app['name']}; latest is {app['latest_version']}.")
+
+
+def cmd_app_list(args) -> None:
+    apps = Client(load_config()).json("GET", "apps")
+    rows = [[a["name"], a["latest_version"], len(a["versions"]), a["category"], a["access"], a["title"]] for a in apps]
+    print_table(rows, ["NAME", "LATEST", "VERSIONS", "CATEGORY", "ACCESS", "TITLE"])
+
+
+def cmd_app_show(args) -> None:
+    app = Client(load_config()).json("GET", f"apps/{args.name}")
+    print(f"{app['title']} ({app['name']}), category {app['category']}, owner {app['owner']}, your access: {app['access']}")
+    rows = [[v["version"], "latest" if v["is_latest"] else "", "hidden" if v["is_hidden"] else "", v["runtime"], v["published_at"]] for v in app["versions"]]
+    print_table(rows, ["VERSION", "TAG", "HIDDEN", "RUNTIME", "PUBLISHED"])
+
+
+def cmd_app_version(args) -> None:
+    client = Client(load_config())
+    path = f"apps/{args.name}/versions/{args.version}"
+    if args.action == "delete":
+        client.request("DELETE", path)
+        print(f"Deleted {args.name} {args.version}.")
+        return
+    body = {"latest": True} if args.action == "latest" else {"hidden": args.action == "hide"}
+    client.json("PATCH", path, json=body)
+    print(f"{args.name} {args.version}: {args.action} done.")
+
+
+def cmd_app_delete(args) -> None:
+    Client(load_config()).request("DELETE", f"apps/{args.name}")
+    print(f"Deleted app {args.name}.")
+
+
+def cmd_app_grant(args) -> None:
+    grant = Client(load_config()).json("POST", f"apps/{args.name}/grants", json={"username": args.user or "", "group": args.group or "", "level": args.level})
+    print(f"Granted {grant['username'] or 'group ' + grant['group']} {grant['level']} access to {args.name}.")
+
+
+def cmd_storage_ls(args) -> None:
+    path = args.path.strip("/")
+    listing = Client(load_config()).json("GET", f"storage/{path}/" if path else "storage/")
+    rows = [[e["name"] + ("/" if e["is_folder"] else ""), e["size"] if e["size"] is not None else "", e["modified"] or ""] for e in listing["entries"]]
+    print_table(rows, ["NAME", "SIZE", "MODIFIED"])
+
+
+def cmd_storage_put(args) -> None:
+    local = Path(args.local)
+    if not local.is_file():
+        raise CliError(f"{local} is not a file")
+    remote = args.remote.rstrip("/") + "/" + local.name if args.remote.endswith("/") else args.remote
+    with open(local, "rb") as handle:  # requests streams a file object in chunks
+        entry = Client(load_config()).json("PUT", f"storage/{remote}", data=handle, headers={"Content-Type": "application/octet-stream"})
+    print(f"Stored {entry['path']} ({entry['size']} bytes).")
+
+
+def cmd_storage_get(args) -> None:
+    response = Client(load_config()).request("GET", f"storage/{args.remote}", stream=True)
+    local = Path(args.local or args.remote.rsplit("/", 1)[-1])
+    if local.is_dir():
+        local = local / args.remote.rsplit("/", 1)[-1]
+    partial = local.with_name(local.name + ".part")
+    with open(partial, "wb") as sink:
+        for chunk in response.iter_content(CHUNK):
+            sink.write(chunk)
+    partial.replace(local)
+    print(f"Saved {local} ({local.stat().st_size} bytes).")
+
+
+def cmd_storage_rm(args) -> None:
+    Client(load_config()).request("DELETE", f"storage/{args.remote}")
+    print(f"Deleted {args.remote}.")
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pro", description="Command-line client of the optimization platform.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    login = commands.add_parser("login", help="get a ticket and remember the server")
+    login.add_argument("--url")
+    login.add_argument("--username")
+    login.set_defaults(func=cmd_login)
+    commands.add_parser("logout", help="forget the ticket").set_defaults(func=cmd_logout)
+
+    app = commands.add_parser("app", help="pack, publish and manage apps").add_subparsers(dest="app_command", required=True)
+    pack = app.add_parser("pack", help="build an encrypted package of an app folder")
+    pack.add_argument("folder")
+    pack.add_argument("-o", "--output")
+    pack.add_argument("--url", help="the platform to fetch the publisher key from")
+    pack.add_argument("--key", help="a file with the platform's publisher key (PEM), instead of fetching it")
+    pack.set_defaults(func=cmd_app_pack)
+    publish = app.add_parser("publish", help="upload a package")
+    publish.add_argument("package")
+    publish.add_argument("--no-latest", action="store_true", help="do not move the latest tag to this version")
+    publish.set_defaults(func=cmd_app_publish)
+    app.add_parser("list", help="the apps you can use").set_defaults(func=cmd_app_list)
+    show = app.add_parser("show", help="an app and its versions")
+    show.add_argument("name")
+    show.set_defaults(func=cmd_app_show)
+    for action in ("latest", "hide", "unhide"):
+        sub = app.add_parser(action, help=f"{action} a version")
+        sub.add_argument("name")
+        sub.add_argument("version")
+        sub.set_defaults(func=cmd_app_version, action=action)
+    delete = app.add_parser("delete", help="delete a version, or the whole app without a version")
+    delete.add_argument("name")
+    delete.add_argument("version", nargs="?")
+    delete.set_defaults(func=lambda a: cmd_app_version(argparse.Namespace(**vars(a), action="delete")) if a.version else cmd_app_delete(a))
+    grant = app.add_parser("grant", help="grant a user or group access")
+    grant.add_argument("name")
+    who = grant.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user")
+    who.add_argument("--group")
+    grant.add_argument("--level", choices=["viewer", "collaborator"], default="viewer")
+    grant.set_defaults(func=cmd_app_grant)
+
+    storage = commands.add_parser("storage", help="files in storage").add_subparsers(dest="storage_command", required=True)
+    ls = storage.add_parser("ls", help="list a folder")
+    ls.add_argument("path", nargs="?", default="")
+    ls.set_defaults(func=cmd_storage_ls)
+    put = storage.add_parser("put", help="upload a file")
+    put.add_argument("local")
+    put.add_argument("remote", help="storage path; ending in / keeps the local name")
+    put.set_defaults(func=cmd_storage_put)
+    get = storage.add_parser("get", help="download a file")
+    get.add_argument("remote")
+    get.add_argument("local", nargs="?")
+    get.set_defaults(func=cmd_storage_get)
+    rm = storage.add_parser("rm", help="delete a file")
+    rm.add_argument("remote")
+    rm.set_defaults(func=cmd_storage_rm)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CliError as exc:
+        print(f"pro: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.accounts.api import TicketCreateApi
+from apps.catalog import api as catalog
+from apps.storage.api import StorageApi
+
+app_name = "api"
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("auth/tickets", TicketCreateApi.as_view(), name="tickets"),
+    path("publisher-key", catalog.PublisherKeyApi.as_view(), name="publisher-key"),
+    path("runtimes", catalog.RuntimeListApi.as_view(), name="runtimes"),
+    path("apps", catalog.AppListApi.as_view(), name="apps"),
+    path("apps/<slug:name>", catalog.AppDetailApi.as_view(), name="app"),
+    path("apps/<slug:name>/icon", catalog.AppIconApi.as_view(), name="app-icon"),
+    path("apps/<slug:name>/versions", catalog.VersionListApi.as_view(), name="app-versions"),
+    path("apps/<slug:name>/versions/<str:version>", catalog.VersionDetailApi.as_view(), name="app-version"),
+    path("apps/<slug:name>/grants", catalog.GrantListApi.as_view(), name="app-grants"),
+    path("apps/<slug:name>/grants/<int:grant_id>", catalog.GrantDetailApi.as_view(), name="app-grant"),
+    re_path(r"^storage/(?P<path>.*)$", StorageApi.as_view(), name="storage"),
+]

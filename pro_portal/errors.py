@@ -1,0 +1,107 @@
+"""One application error type, translated to HTTP once, at the edge.
+
+Services raise :class:`ApplicationError` (or a subclass) with a machine-readable ``code`` and
+a sentence for people; the API answers every error as
+``{"error": {"code": ..., "message": ..., "detail": ...}}``, never as an HTML page.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None, detail: Any = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.detail = detail
+        self.status = status or self.status
+
+
+class NotFound(ApplicationError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(ApplicationError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(ApplicationError):
+    status = 409
+    code = "conflict"
+
+
+class TooLarge(ApplicationError):
+    status = 413
+    code = "too_large"
+
+
+def error_body(code: str, message: str, detail: Any = None) -> dict:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if detail is not None:
+        body["detail"] = detail
+    return {"error": body}
+
+
+def _drf_message(exc: drf.APIException) -> tuple[str, Any]:
+    if isinstance(exc, drf.ValidationError):
+        detail = exc.detail
+        if isinstance(detail, dict):
+            field, errors = next(iter(detail.items()))
+            first = errors[0] if isinstance(errors, list) and errors else errors
+            return f"{field}: {first}", detail
+        if isinstance(detail, list) and detail:
+            return str(detail[0]), detail
+        return str(detail), None
+    return str(exc.detail), None
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF's exception handler: every failure becomes the one JSON error shape."""
+    # Imported here: rest_framework.views loads the authentication classes, which need services.
+    from rest_framework.views import set_rollback
+
+    headers = {}
+    if isinstance(exc, ApplicationError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    if isinstance(exc, drf.APIException):
+        set_rollback()
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        message, detail = _drf_message(exc)
+        code = exc.get_codes() if not isinstance(exc, drf.ValidationError) else "invalid"
+        if not isinstance(code, str):
+            code = "invalid"
+        return Response(error_body(code, message, detail), status=exc.status_code, headers=headers)
+    logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+    set_rollback()
+    return Response(error_body("server_error", "The server failed to handle this request; it has been logged."), status=500)
+
+
+def json_not_found(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", f"No such resource: {request.path}"), status=404)
+
+
+def json_server_error(request) -> JsonResponse:
+    return JsonResponse(error_body("server_error", "The server failed to handle this request; it has been logged."), status=500)

@@ -1,0 +1,247 @@
+"""Settings of the platform, read from the environment only (see the table in README.md).
+
+Embedded defaults (SQLite, a storage folder and django-q2's ORM broker under ``PRO_DATA_DIR``,
+an in-memory channel layer) run one machine; ``DATABASE_URL``, ``PRO_STORAGE_URL`` and
+``REDIS_URL`` move each part to a shared service without any change of code.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("PRO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """``PRO_SECRET_KEY``, else one generated once and kept in the data folder."""
+    key = env_str("PRO_SECRET_KEY")
+    if key:
+        return key
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("PRO_DEBUG", False)
+ALLOWED_HOSTS = env_list("PRO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("PRO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "django_q",
+    "apps.accounts",
+    "apps.catalog",
+    "apps.storage",
+    "apps.cluster",
+    "apps.portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "pro_portal.urls"
+ASGI_APPLICATION = "pro_portal.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "apps.portal.context.platform",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------- admin database
+
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["TEST"] = {"NAME": env_str("PRO_TEST_DATABASE", "test_pro_platform")}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "db.sqlite3",
+            # A file, not memory, so that the platform processes a test starts share it.
+            "TEST": {"NAME": DATA_DIR / "test-db.sqlite3"},
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------- storage
+
+
+def _storage_backend(url: str) -> dict:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return {
+            "BACKEND": "apps.storage.backends.AtomicFileSystemStorage",
+            "OPTIONS": {"location": parsed.path, "allow_overwrite": True},
+        }
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ImproperlyConfigured(f"PRO_STORAGE_URL={url!r} names no bucket (s3://bucket/prefix)")
+        return {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": parsed.netloc,
+                "location": parsed.path.strip("/"),
+                "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or env_str("AWS_ENDPOINT_URL") or None,
+                "region_name": env_str("AWS_DEFAULT_REGION") or env_str("AWS_REGION") or None,
+                "file_overwrite": True,
+                "default_acl": None,
+                "querystring_auth": False,
+            },
+        }
+    raise ImproperlyConfigured(f"PRO_STORAGE_URL={url!r}: use file:///path or s3://bucket/prefix")
+
+
+STORAGE_URL = env_str("PRO_STORAGE_URL", (DATA_DIR / "storage").as_uri())
+STORAGES = {
+    "default": _storage_backend(STORAGE_URL),
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+
+# ---------------------------------------------------------------- queue and channels
+
+REDIS_URL = env_str("REDIS_URL")
+Q_CLUSTER = {
+    "name": "pro",
+    "workers": env_int("PRO_WORKERS", 2, minimum=1),
+    "timeout": 600,
+    "retry": 720,  # must exceed timeout, or django-q2 runs a slow task twice
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 500,
+    "poll": 0.5,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+else:
+    Q_CLUSTER["orm"] = "default"
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# ---------------------------------------------------------------- auth and API
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:catalogue"
+LOGOUT_REDIRECT_URL = "portal:login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.accounts.authentication.TicketAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "pro_portal.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Optimization platform API",
+    "DESCRIPTION": "Publish apps, run solves, move files. Authenticate with `Authorization: Bearer <ticket>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# ---------------------------------------------------------------- the platform
+
+PRO_TICKET_TTL_SECONDS = env_int("PRO_TICKET_TTL", 15 * 60, minimum=30)
+PRO_MAX_PACKAGE_BYTES = env_int("PRO_MAX_PACKAGE_BYTES", 256 * 1024 * 1024, minimum=1024)
+PRO_MAX_PACKAGE_UNPACKED_BYTES = env_int("PRO_MAX_PACKAGE_UNPACKED_BYTES", 1024 * 1024 * 1024, minimum=1024)
+PRO_MAX_PACKAGE_ENTRIES = env_int("PRO_MAX_PACKAGE_ENTRIES", 10_000, minimum=10)
+PRO_MAX_UPLOAD_BYTES = env_int("PRO_MAX_UPLOAD_BYTES", 10 * 1024**3, minimum=1024)
+PRO_PLATFORM_KEY = env_str("PRO_PLATFORM_KEY")
+PRO_PLATFORM_KEY_PATH = DATA_DIR / "keys" / "platform_key.pem"
+PRO_NODE_NAME = env_str("PRO_NODE_NAME", socket.gethostname())
+PRO_NODE_ROLES = env_list("PRO_NODE_ROLES", ["web", "sessions", "solves"])
+PRO_HEARTBEAT_SECONDS = env_int("PRO_HEARTBEAT_SECONDS", 60, minimum=1)
+PRO_EXAMPLES_DIR = BASE_DIR / "examples"
+
+# ---------------------------------------------------------------- misc
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("PRO_TIME_ZONE", "UTC")
+USE_I18N = False
+USE_TZ = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("PRO_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}
