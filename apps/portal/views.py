@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import posixpath
 from collections import OrderedDict
 
@@ -33,23 +32,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok", "node": settings.PRO_NODE_NAME})
 
 
-def flash_errors(redirect_to):
-    """Run a POST action; show an :class:`ApplicationError` as a message on the next page."""
-
-    def decorator(view):
-        @functools.wraps(view)
-        def wrapper(request, *args, **kwargs):
-            try:
-                return view(request, *args, **kwargs)
-            except ApplicationError as exc:
-                messages.error(request, exc.message)
-                return redirect(redirect_to(request, *args, **kwargs))
-
-        return wrapper
-
-    return decorator
-
-
 @login_required
 def catalogue(request: HttpRequest) -> HttpResponse:
     grouped: OrderedDict[str, list] = OrderedDict()
@@ -75,53 +57,50 @@ def app_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "portal/app_detail.html", context)
 
 
-def _back_to_app(request, name: str) -> str:
-    return reverse("portal:app", args=[name])
-
-
 @login_required
 @require_http_methods(["POST"])
-@flash_errors(_back_to_app)
 def app_manage(request: HttpRequest, name: str) -> HttpResponse:
     """Every change a manager makes on the app page: one action per form."""
     app = catalog.app_get_for_user(request.user, name)
+    try:
+        message = _manage_action(request, app)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, message)
+        if request.POST.get("action") == "delete-app":
+            return redirect("portal:catalogue")
+    return redirect("portal:app", name=name)
+
+
+def _manage_action(request: HttpRequest, app) -> str:
     action = request.POST.get("action", "")
     user = request.user
     if action in ("latest", "hide", "unhide", "delete-version"):
         version = catalog.version_get_for_user(user, app, request.POST.get("version", ""))
         if action == "latest":
             publishing.app_set_latest(user=user, version=version)
-            messages.success(request, f"Version {version.version} now carries the latest tag.")
-        elif action in ("hide", "unhide"):
+            return f"Version {version.version} now carries the latest tag."
+        if action in ("hide", "unhide"):
             publishing.version_set_hidden(user=user, version=version, hidden=action == "hide")
-            messages.success(request, f"Version {version.version} is {'hidden' if action == 'hide' else 'visible'}.")
-        else:
-            publishing.version_delete(user=user, version=version)
-            messages.success(request, f"Version {version.version} is deleted.")
-    elif action == "grant":
-        who = request.POST.get("grantee", "").strip()
-        kind = request.POST.get("kind", "user")
-        grant = publishing.grant_access(
-            user=user,
-            app=app,
-            level=request.POST.get("level", AccessLevel.VIEWER),
-            username=who if kind == "user" else "",
-            group_name=who if kind == "group" else "",
-        )
-        messages.success(request, f"Granted {grant.grantee_label} {grant.level} access.")
-    elif action == "revoke":
+            return f"Version {version.version} is {'hidden' if action == 'hide' else 'visible'}."
+        publishing.version_delete(user=user, version=version)
+        return f"Version {version.version} is deleted."
+    if action == "grant":
+        who, kind = request.POST.get("grantee", "").strip(), request.POST.get("kind", "user")
+        level = request.POST.get("level", AccessLevel.VIEWER)
+        grant = publishing.grant_access(user=user, app=app, level=level, username=who if kind == "user" else "", group_name=who if kind == "group" else "")
+        return f"Granted {grant.grantee_label} {grant.level} access."
+    if action == "revoke":
         publishing.grant_revoke(user=user, app=app, grant_id=_int(request.POST.get("grant")))
-        messages.success(request, "Access revoked.")
-    elif action == "update":
+        return "Access revoked."
+    if action == "update":
         publishing.app_update(user=user, app=app, title=request.POST.get("title"), category=request.POST.get("category"), description=request.POST.get("description"))
-        messages.success(request, "App details saved.")
-    elif action == "delete-app":
+        return "App details saved."
+    if action == "delete-app":
         publishing.app_delete(user=user, app=app)
-        messages.success(request, f"App {name} is deleted.")
-        return redirect("portal:catalogue")
-    else:
-        raise ApplicationError(f"Unknown action {action!r}.")
-    return redirect("portal:app", name=name)
+        return f"App {app.name} is deleted."
+    raise ApplicationError(f"Unknown action {action!r}.")
 
 
 def _int(raw: str | None) -> int:

@@ -90,7 +90,8 @@ def _require(user: AbstractUser, path: str) -> None:
 
 def _require_file_path(path: str) -> None:
     parts = path.split("/")
-    if len(parts) < 2 or (parts[0] == "apps" and len(parts) < 4):
+    minimum = {"apps": 4, "users": 3}.get(parts[0], 2)
+    if len(parts) < minimum:
         raise BadPath(f"{path!r} is a folder of the platform, not a file you can write or delete.")
 
 

@@ -1,0 +1,11 @@
+"""Settings for the test suite: the real settings, with the data folder under var/test."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("PRO_DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
+
+from .settings import *  # noqa: E402, F403
+
+# Hashing is not under test; the default hasher costs a quarter second per login.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

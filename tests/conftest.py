@@ -1,0 +1,146 @@
+"""Shared fixtures: personas, an app folder factory, packages, storage in a temporary folder."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from sessions.runtime import package
+
+MINIMAL_MODEL = '''
+from pro_sdk import App, Button, Field, Table
+
+app = App("{name}", title="{title}")
+items = app.set("items", default=["a", "b"])
+weight = app.parameter("weight", index=[items], default=1.0, unit="kg")
+total = app.output("total", unit="kg")
+
+
+@app.procedure(title="Add up")
+def add_up(data):
+    data["total"] = sum(data["weight"].values())
+
+
+app.page("Data", [Table(weight), Field(total), Button(add_up)])
+'''
+
+
+@pytest.fixture(autouse=True)
+def storage_folder(settings, tmp_path) -> Path:
+    """Every test gets an empty storage folder of its own."""
+    folder = tmp_path / "storage"
+    folder.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "apps.storage.backends.AtomicFileSystemStorage", "OPTIONS": {"location": str(folder), "allow_overwrite": True}},
+    }
+    return folder
+
+
+@pytest.fixture
+def make_app_folder(tmp_path):
+    """Write a small app folder; keyword arguments change its manifest fields."""
+
+    made = []
+
+    def make(name: str = "demo", version: str = "1.0.0", runtime: str = "py311-highs", **fields) -> Path:
+        made.append(name)
+        folder = tmp_path / "apps" / f"{name}-{version}-{len(made)}"
+        folder.mkdir(parents=True)
+        manifest = {"name": name, "version": version, "runtime": runtime, "entry_point": "demo_model:app", "title": fields.pop("title", name.title()), **fields}
+        lines = [f"{key} = {value!r}".replace("'", '"') for key, value in manifest.items()]
+        (folder / "manifest.toml").write_text("\n".join(lines) + "\n")
+        (folder / "demo_model.py").write_text(textwrap.dedent(MINIMAL_MODEL.format(name=name, title=manifest["title"])))
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def platform_public_key(db):
+    from apps.catalog.keys import platform_private_key
+
+    return platform_private_key().public_key()
+
+
+@pytest.fixture
+def pack(make_app_folder, platform_public_key):
+    """Build an encrypted package for this platform: ``pack(name=..., version=...) -> bytes``."""
+
+    def build(**kwargs) -> bytes:
+        blob, _ = package.pack_folder(make_app_folder(**kwargs), platform_public_key)
+        return blob
+
+    return build
+
+
+@pytest.fixture
+def runtime(db):
+    from apps.catalog.services import runtime_ensure_builtin
+
+    return runtime_ensure_builtin()
+
+
+def _user(username: str, role: str):
+    from apps.accounts.services import user_create
+
+    return user_create(username=username, password=f"{username}-Secret-pw-1", role=role)
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user("root", "admin")
+
+
+@pytest.fixture
+def alice(db):
+    """A publisher."""
+    return _user("alice", "publisher")
+
+
+@pytest.fixture
+def bob(db):
+    """Another publisher."""
+    return _user("bob", "publisher")
+
+
+@pytest.fixture
+def carol(db):
+    """An end user."""
+    return _user("carol", "user")
+
+
+@pytest.fixture
+def dave(db):
+    """An end user nobody shares anything with."""
+    return _user("dave", "user")
+
+
+def api_as(user) -> APIClient:
+    from apps.accounts.services import ticket_issue_for_user
+
+    client = APIClient()
+    if user is not None:
+        raw, _ = ticket_issue_for_user(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+@pytest.fixture
+def api():
+    return api_as
+
+
+def publish_as(user, blob: bytes, **query):
+    from apps.catalog.services import app_publish
+
+    return app_publish(user=user, blob=blob, **query)
+
+
+@pytest.fixture
+def published(runtime, alice, pack):
+    """alice's app ``demo`` 1.0.0."""
+    return publish_as(alice, pack())
