@@ -34,7 +34,9 @@ class CliError(Exception):
 
 
 def config_path() -> Path:
-    base = os.environ.get("PRO_CONFIG_DIR") or os.path.join(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "pro")
+    base = os.environ.get("PRO_CONFIG_DIR") or os.path.join(
+        os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config", "pro"
+    )
     return Path(base) / "config.json"
 
 
@@ -82,7 +84,9 @@ class Client:
             raise CliError("not logged in, or the ticket expired: run 'pro login'")
         self.config["ticket"] = issue_ticket(self.url, username, password)["ticket"]
 
-    def request(self, method: str, path: str, *, auth: bool = True, ok: tuple[int, ...] = (200, 201, 204), **kwargs) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, auth: bool = True, ok: tuple[int, ...] = (200, 201, 204), **kwargs
+    ) -> requests.Response:
         url = f"{self.url}/api/v1/{path.lstrip('/')}"
         for attempt in (1, 2):
             headers = {**kwargs.pop("headers", {}), **(self._auth() if auth else {})}
@@ -105,7 +109,9 @@ class Client:
 
 def issue_ticket(url: str, username: str, password: str) -> dict[str, Any]:
     try:
-        response = requests.post(f"{url.rstrip('/')}/api/v1/auth/tickets", json={"username": username, "password": password}, timeout=TIMEOUT)
+        response = requests.post(
+            f"{url.rstrip('/')}/api/v1/auth/tickets", json={"username": username, "password": password}, timeout=TIMEOUT
+        )
     except requests.ConnectionError:
         raise CliError(f"cannot reach {url}") from None
     if response.status_code != 201:
@@ -165,7 +171,12 @@ def cmd_app_pack(args) -> None:
 def cmd_app_publish(args) -> None:
     client = Client(load_config())
     with open(args.package, "rb") as handle:
-        app = client.json("POST", "apps", files={"package": (Path(args.package).name, handle)}, data={"make_latest": str(not args.no_latest).lower()})
+        app = client.json(
+            "POST",
+            "apps",
+            files={"package": (Path(args.package).name, handle)},
+            data={"make_latest": str(not args.no_latest).lower()},
+        )
     print(f"Published {app['name']}; latest is {app['latest_version']}.")
 
 
@@ -177,8 +188,19 @@ def cmd_app_list(args) -> None:
 
 def cmd_app_show(args) -> None:
     app = Client(load_config()).json("GET", f"apps/{args.name}")
-    print(f"{app['title']} ({app['name']}), category {app['category']}, owner {app['owner']}, your access: {app['access']}")
-    rows = [[v["version"], "latest" if v["is_latest"] else "", "hidden" if v["is_hidden"] else "", v["runtime"], v["published_at"]] for v in app["versions"]]
+    print(
+        f"{app['title']} ({app['name']}), category {app['category']}, owner {app['owner']}, your access: {app['access']}"
+    )
+    rows = [
+        [
+            v["version"],
+            "latest" if v["is_latest"] else "",
+            "hidden" if v["is_hidden"] else "",
+            v["runtime"],
+            v["published_at"],
+        ]
+        for v in app["versions"]
+    ]
     print_table(rows, ["VERSION", "TAG", "HIDDEN", "RUNTIME", "PUBLISHED"])
 
 
@@ -200,14 +222,21 @@ def cmd_app_delete(args) -> None:
 
 
 def cmd_app_grant(args) -> None:
-    grant = Client(load_config()).json("POST", f"apps/{args.name}/grants", json={"username": args.user or "", "group": args.group or "", "level": args.level})
+    grant = Client(load_config()).json(
+        "POST",
+        f"apps/{args.name}/grants",
+        json={"username": args.user or "", "group": args.group or "", "level": args.level},
+    )
     print(f"Granted {grant['username'] or 'group ' + grant['group']} {grant['level']} access to {args.name}.")
 
 
 def cmd_storage_ls(args) -> None:
     path = args.path.strip("/")
     listing = Client(load_config()).json("GET", f"storage/{path}/" if path else "storage/")
-    rows = [[e["name"] + ("/" if e["is_folder"] else ""), e["size"] if e["size"] is not None else "", e["modified"] or ""] for e in listing["entries"]]
+    rows = [
+        [e["name"] + ("/" if e["is_folder"] else ""), e["size"] if e["size"] is not None else "", e["modified"] or ""]
+        for e in listing["entries"]
+    ]
     print_table(rows, ["NAME", "SIZE", "MODIFIED"])
 
 
@@ -217,7 +246,9 @@ def cmd_storage_put(args) -> None:
         raise CliError(f"{local} is not a file")
     remote = args.remote.rstrip("/") + "/" + local.name if args.remote.endswith("/") else args.remote
     with open(local, "rb") as handle:  # requests streams a file object in chunks
-        entry = Client(load_config()).json("PUT", f"storage/{remote}", data=handle, headers={"Content-Type": "application/octet-stream"})
+        entry = Client(load_config()).json(
+            "PUT", f"storage/{remote}", data=handle, headers={"Content-Type": "application/octet-stream"}
+        )
     print(f"Stored {entry['path']} ({entry['size']} bytes).")
 
 
@@ -252,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     login.set_defaults(func=cmd_login)
     commands.add_parser("logout", help="forget the ticket").set_defaults(func=cmd_logout)
 
-    app = commands.add_parser("app", help="pack, publish and manage apps").add_subparsers(dest="app_command", required=True)
+    app = commands.add_parser("app", help="pack, publish and manage apps").add_subparsers(
+        dest="app_command", required=True
+    )
     pack = app.add_parser("pack", help="build an encrypted package of an app folder")
     pack.add_argument("folder")
     pack.add_argument("-o", "--output")
@@ -275,7 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     delete = app.add_parser("delete", help="delete a version, or the whole app without a version")
     delete.add_argument("name")
     delete.add_argument("version", nargs="?")
-    delete.set_defaults(func=lambda a: cmd_app_version(argparse.Namespace(**vars(a), action="delete")) if a.version else cmd_app_delete(a))
+    delete.set_defaults(
+        func=lambda a: (
+            cmd_app_version(argparse.Namespace(**vars(a), action="delete")) if a.version else cmd_app_delete(a)
+        )
+    )
     grant = app.add_parser("grant", help="grant a user or group access")
     grant.add_argument("name")
     who = grant.add_mutually_exclusive_group(required=True)
@@ -284,7 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("--level", choices=["viewer", "collaborator"], default="viewer")
     grant.set_defaults(func=cmd_app_grant)
 
-    storage = commands.add_parser("storage", help="files in storage").add_subparsers(dest="storage_command", required=True)
+    storage = commands.add_parser("storage", help="files in storage").add_subparsers(
+        dest="storage_command", required=True
+    )
     ls = storage.add_parser("ls", help="list a folder")
     ls.add_argument("path", nargs="?", default="")
     ls.set_defaults(func=cmd_storage_ls)

@@ -96,7 +96,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         return Response(error_body(code, message, detail), status=exc.status_code, headers=headers)
     logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
     set_rollback()
-    return Response(error_body("server_error", "The server failed to handle this request; it has been logged."), status=500)
+    return Response(
+        error_body("server_error", "The server failed to handle this request; it has been logged."), status=500
+    )
 
 
 def json_not_found(request, exception=None) -> JsonResponse:
@@ -104,4 +106,6 @@ def json_not_found(request, exception=None) -> JsonResponse:
 
 
 def json_server_error(request) -> JsonResponse:
-    return JsonResponse(error_body("server_error", "The server failed to handle this request; it has been logged."), status=500)
+    return JsonResponse(
+        error_body("server_error", "The server failed to handle this request; it has been logged."), status=500
+    )

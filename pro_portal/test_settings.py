@@ -5,7 +5,7 @@ from pathlib import Path
 
 os.environ.setdefault("PRO_DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
 
-from .settings import *  # noqa: E402, F403
+from .settings import *  # noqa: F403
 
 # Hashing is not under test; the default hasher costs a quarter second per login.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

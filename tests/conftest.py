@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from sessions.runtime import package
 
-MINIMAL_MODEL = '''
+MINIMAL_MODEL = """
 from pro_sdk import App, Button, Field, Table
 
 app = App("{name}", title="{title}")
@@ -25,7 +25,7 @@ def add_up(data):
 
 
 app.page("Data", [Table(weight), Field(total), Button(add_up)])
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,10 @@ def storage_folder(settings, tmp_path) -> Path:
     folder.mkdir()
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "apps.storage.backends.AtomicFileSystemStorage", "OPTIONS": {"location": str(folder), "allow_overwrite": True}},
+        "default": {
+            "BACKEND": "apps.storage.backends.AtomicFileSystemStorage",
+            "OPTIONS": {"location": str(folder), "allow_overwrite": True},
+        },
     }
     return folder
 
@@ -50,7 +53,14 @@ def make_app_folder(tmp_path):
         made.append(name)
         folder = tmp_path / "apps" / f"{name}-{version}-{len(made)}"
         folder.mkdir(parents=True)
-        manifest = {"name": name, "version": version, "runtime": runtime, "entry_point": "demo_model:app", "title": fields.pop("title", name.title()), **fields}
+        manifest = {
+            "name": name,
+            "version": version,
+            "runtime": runtime,
+            "entry_point": "demo_model:app",
+            "title": fields.pop("title", name.title()),
+            **fields,
+        }
         lines = [f"{key} = {value!r}".replace("'", '"') for key, value in manifest.items()]
         (folder / "manifest.toml").write_text("\n".join(lines) + "\n")
         (folder / "demo_model.py").write_text(textwrap.dedent(MINIMAL_MODEL.format(name=name, title=manifest["title"])))

@@ -104,9 +104,13 @@ def test_app_page_manage_actions(alice, carol, published, pack):
     assert "Version 1.0.0 is hidden." in messages_of(act(action="hide", version="1.0.0"))
     refused = act(action="hide", version="1.1.0")
     assert any("move the tag" in m for m in messages_of(refused))
-    assert "Granted user carol viewer access." in messages_of(act(action="grant", kind="user", grantee="carol", level="viewer"))
+    assert "Granted user carol viewer access." in messages_of(
+        act(action="grant", kind="user", grantee="carol", level="viewer")
+    )
     assert any("no user" in m for m in messages_of(act(action="grant", kind="user", grantee="zed", level="viewer")))
-    assert "App details saved." in messages_of(act(action="update", title="Demo app", category="Training", description="d"))
+    assert "App details saved." in messages_of(
+        act(action="update", title="Demo app", category="Training", description="d")
+    )
     assert App.objects.get().category == "Training"
     grant = App.objects.get().grants.get()
     assert "Access revoked." in messages_of(act(action="revoke", grant=grant.pk))

@@ -117,7 +117,7 @@ def encrypted_archive(platform_public_key, files: dict[str, bytes], links: tuple
             archive.writestr(name, content)
         for name in links:
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             archive.writestr(info, "/etc/passwd")
     return package.encrypt(buffer.getvalue(), platform_public_key)
 
@@ -150,7 +150,12 @@ def good_manifest(**changes) -> bytes:
         ({"manifest.json": good_manifest(), "demo_model.py": b"", "/etc/cron.d/evil": b""}, (), 400, "unsafe_path"),
         ({"manifest.json": good_manifest(), "demo_model.py": b"", "a/../../evil": b""}, (), 400, "unsafe_path"),
         ({"manifest.json": good_manifest(), "demo_model.py": b""}, ("link",), 400, "unsafe_path"),
-        ({"manifest.json": good_manifest(), "demo_model.py": b"", "bomb.bin": b"\0" * (20 * 1024 * 1024)}, (), 413, "too_large"),
+        (
+            {"manifest.json": good_manifest(), "demo_model.py": b"", "bomb.bin": b"\0" * (20 * 1024 * 1024)},
+            (),
+            413,
+            "too_large",
+        ),
     ],
     ids=[
         "missing-manifest",

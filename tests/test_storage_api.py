@@ -17,13 +17,20 @@ def test_private_folder_round_trip(api, carol, storage_folder):
     client = api(carol)
     response = put(client, "users/carol/models/afiro.mps", b"NAME AFIRO\n")
     assert response.status_code == 201
-    assert response.json() == {**response.json(), "path": "users/carol/models/afiro.mps", "size": 11, "is_folder": False}
+    assert response.json() == {
+        **response.json(),
+        "path": "users/carol/models/afiro.mps",
+        "size": 11,
+        "is_folder": False,
+    }
     assert (storage_folder / "users/carol/models/afiro.mps").read_bytes() == b"NAME AFIRO\n"
     download = client.get("/api/v1/storage/users/carol/models/afiro.mps")
     assert download.status_code == 200 and get_bytes(download) == b"NAME AFIRO\n"
     assert download["Content-Length"] == "11"
     listing = client.get("/api/v1/storage/users/carol/").json()
-    assert listing["entries"] == [{"name": "models", "path": "users/carol/models", "is_folder": True, "size": None, "modified": None}]
+    assert listing["entries"] == [
+        {"name": "models", "path": "users/carol/models", "is_folder": True, "size": None, "modified": None}
+    ]
     assert client.delete("/api/v1/storage/users/carol/models/afiro.mps").status_code == 204
     assert client.get("/api/v1/storage/users/carol/models/afiro.mps").status_code == 404
 

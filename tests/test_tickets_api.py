@@ -12,7 +12,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_ticket_for_good_credentials(carol):
-    response = APIClient().post("/api/v1/auth/tickets", {"username": "carol", "password": "carol-Secret-pw-1"}, format="json")
+    response = APIClient().post(
+        "/api/v1/auth/tickets", {"username": "carol", "password": "carol-Secret-pw-1"}, format="json"
+    )
     assert response.status_code == 201
     body = response.json()
     assert body["ticket"].startswith("pro_t_") and body["username"] == "carol"
@@ -85,7 +87,9 @@ def test_unknown_api_route_is_json_404(api, carol):
 
 def test_ticket_lifetime_follows_setting(carol, settings):
     settings.PRO_TICKET_TTL_SECONDS = 120
-    response = APIClient().post("/api/v1/auth/tickets", {"username": "carol", "password": "carol-Secret-pw-1"}, format="json")
+    response = APIClient().post(
+        "/api/v1/auth/tickets", {"username": "carol", "password": "carol-Secret-pw-1"}, format="json"
+    )
     ticket = ApiTicket.objects.get(user=carol)
     assert timedelta(seconds=110) < ticket.expires_at - ticket.created_at <= timedelta(seconds=120)
     assert response.status_code == 201

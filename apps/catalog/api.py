@@ -13,7 +13,17 @@ from pro_portal.uploads import read_uploaded_bytes
 
 from . import selectors, services
 from .keys import platform_key_id, platform_public_key_pem
-from .serializers import AppOut, AppPatch, GrantIn, GrantOut, PublisherKeyOut, PublishForm, RuntimeOut, VersionOut, VersionPatch
+from .serializers import (
+    AppOut,
+    AppPatch,
+    GrantIn,
+    GrantOut,
+    PublisherKeyOut,
+    PublishForm,
+    RuntimeOut,
+    VersionOut,
+    VersionPatch,
+)
 
 
 def app_out(request, apps, many: bool = False) -> dict | list:
@@ -33,7 +43,11 @@ class PublisherKeyApi(APIView):
 
     @extend_schema(responses=PublisherKeyOut)
     def get(self, request):
-        body = {"key_id": platform_key_id(), "algorithm": "RSA-OAEP-SHA256+AES-256-GCM", "public_key": platform_public_key_pem()}
+        body = {
+            "key_id": platform_key_id(),
+            "algorithm": "RSA-OAEP-SHA256+AES-256-GCM",
+            "public_key": platform_public_key_pem(),
+        }
         return Response(PublisherKeyOut(body).data)
 
 
@@ -57,7 +71,9 @@ class AppListApi(APIView):
     )
     def post(self, request):
         blob = read_uploaded_bytes(request._request, "package", settings.PRO_MAX_PACKAGE_BYTES, "package")
-        make_latest = request._request.GET.get("make_latest", request._request.POST.get("make_latest", "true")).lower() != "false"
+        make_latest = (
+            request._request.GET.get("make_latest", request._request.POST.get("make_latest", "true")).lower() != "false"
+        )
         version = services.app_publish(user=request.user, blob=blob, make_latest=make_latest)
         return Response(app_out(request, version.app), status=status.HTTP_201_CREATED)
 
@@ -146,7 +162,9 @@ class GrantListApi(APIView):
         given = GrantIn(data=request.data)
         given.is_valid(raise_exception=True)
         data = given.validated_data
-        grant = services.grant_access(user=request.user, app=app, level=data["level"], username=data["username"], group_name=data["group"])
+        grant = services.grant_access(
+            user=request.user, app=app, level=data["level"], username=data["username"], group_name=data["group"]
+        )
         return Response(GrantOut(grant).data, status=status.HTTP_201_CREATED)
 
 

@@ -31,9 +31,16 @@ class App(models.Model):
     description = models.TextField(blank=True)
     category = models.CharField(max_length=64, default="General", db_index=True)
     icon_path = models.CharField(max_length=500, blank=True, help_text="Storage path of the icon, if any.")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_apps")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_apps"
+    )
     latest_version = models.ForeignKey(
-        "AppVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The version tagged 'latest'."
+        "AppVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The version tagged 'latest'.",
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -54,7 +61,9 @@ class AppVersion(models.Model):
     package_size = models.BigIntegerField()
     package_sha256 = models.CharField(max_length=64)
     is_hidden = models.BooleanField(default=False, help_text="Hidden from users; queued work still runs.")
-    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     published_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -82,10 +91,14 @@ class AppGrant(models.Model):
     """Access to an app for one user or one group; it covers every version of the app."""
 
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="grants")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="app_grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="app_grants"
+    )
     group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="app_grants")
     level = models.CharField(max_length=16, choices=AccessLevel.choices, default=AccessLevel.VIEWER)
-    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     granted_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -95,7 +108,9 @@ class AppGrant(models.Model):
                 name="grant_to_user_or_group",
             ),
             models.UniqueConstraint(fields=["app", "user"], condition=Q(user__isnull=False), name="one_grant_per_user"),
-            models.UniqueConstraint(fields=["app", "group"], condition=Q(group__isnull=False), name="one_grant_per_group"),
+            models.UniqueConstraint(
+                fields=["app", "group"], condition=Q(group__isnull=False), name="one_grant_per_group"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -53,7 +53,17 @@ class AppOut(serializers.ModelSerializer):
 
     class Meta:
         model = App
-        fields = ["name", "title", "description", "category", "owner", "latest_version", "icon_url", "access", "versions"]
+        fields = [
+            "name",
+            "title",
+            "description",
+            "category",
+            "owner",
+            "latest_version",
+            "icon_url",
+            "access",
+            "versions",
+        ]
 
     def get_icon_url(self, app: App) -> str | None:
         return reverse("api:app-icon", args=[app.name]) if app.icon_path else None

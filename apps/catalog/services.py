@@ -60,7 +60,9 @@ def package_validate(blob: bytes) -> tuple[Manifest, bytes]:
     if len(blob) > settings.PRO_MAX_PACKAGE_BYTES:
         raise TooLarge(f"The package is {len(blob)} bytes, over the limit of {settings.PRO_MAX_PACKAGE_BYTES} bytes.")
     if not blob:
-        raise PackageRefused("The upload is empty: send an app package built with 'pro app pack'.", code="not_a_package")
+        raise PackageRefused(
+            "The upload is empty: send an app package built with 'pro app pack'.", code="not_a_package"
+        )
     limits = package.ArchiveLimits(
         max_entries=settings.PRO_MAX_PACKAGE_ENTRIES, max_uncompressed_bytes=settings.PRO_MAX_PACKAGE_UNPACKED_BYTES
     )
@@ -78,13 +80,21 @@ def _check_publish_rights(user: AbstractUser, manifest: Manifest) -> tuple[App |
     runtime = Runtime.objects.filter(key=manifest.runtime).first()
     if runtime is None:
         known = ", ".join(Runtime.objects.order_by("key").values_list("key", flat=True)) or "none"
-        raise PackageRefused(f"The package needs runtime {manifest.runtime!r}, which this platform does not have (it has: {known}).", code="unknown_runtime")
+        raise PackageRefused(
+            f"The package needs runtime {manifest.runtime!r}, which this platform does not have (it has: {known}).",
+            code="unknown_runtime",
+        )
     app = App.objects.filter(name=manifest.name).first()
     if app is not None:
         if not app_can_manage(user, app):
-            raise Forbidden(f"App {app.name!r} exists and you do not manage it: ask its publisher to make you a collaborator.")
+            raise Forbidden(
+                f"App {app.name!r} exists and you do not manage it: ask its publisher to make you a collaborator."
+            )
         if app.versions.filter(version=manifest.version).exists():
-            raise Conflict(f"App {app.name!r} already has version {manifest.version}: raise the version number.", code="duplicate_version")
+            raise Conflict(
+                f"App {app.name!r} already has version {manifest.version}: raise the version number.",
+                code="duplicate_version",
+            )
     return app, runtime
 
 
@@ -119,12 +129,20 @@ def app_publish(*, user: AbstractUser, blob: bytes, make_latest: bool = True) ->
 
 
 @transaction.atomic
-def _record_version(user: AbstractUser, manifest: Manifest, blob: bytes, stored: list[str], make_latest: bool) -> AppVersion:
+def _record_version(
+    user: AbstractUser, manifest: Manifest, blob: bytes, stored: list[str], make_latest: bool
+) -> AppVersion:
     # Checked again inside the transaction: two uploads of the same version may race.
     app, runtime = _check_publish_rights(user, manifest)
     is_new = app is None
     if is_new:
-        app = App.objects.create(name=manifest.name, title=manifest.title, description=manifest.description, category=manifest.category, owner=user)
+        app = App.objects.create(
+            name=manifest.name,
+            title=manifest.title,
+            description=manifest.description,
+            category=manifest.category,
+            owner=user,
+        )
     try:
         with transaction.atomic():
             version = AppVersion.objects.create(
@@ -138,7 +156,9 @@ def _record_version(user: AbstractUser, manifest: Manifest, blob: bytes, stored:
                 published_by=user,
             )
     except IntegrityError:
-        raise Conflict(f"App {manifest.name!r} already has version {manifest.version}.", code="duplicate_version") from None
+        raise Conflict(
+            f"App {manifest.name!r} already has version {manifest.version}.", code="duplicate_version"
+        ) from None
     if is_new or make_latest:
         app.latest_version = version
         app.title, app.description, app.category = manifest.title, manifest.description, manifest.category
@@ -156,7 +176,14 @@ def app_require_manager(user: AbstractUser, app: App) -> None:
         raise Forbidden(f"You do not manage app {app.name!r}.")
 
 
-def app_update(*, user: AbstractUser, app: App, title: str | None = None, description: str | None = None, category: str | None = None) -> App:
+def app_update(
+    *,
+    user: AbstractUser,
+    app: App,
+    title: str | None = None,
+    description: str | None = None,
+    category: str | None = None,
+) -> App:
     app_require_manager(user, app)
     fields = {"title": title, "description": description, "category": category}
     changed = [name for name, value in fields.items() if value is not None]
@@ -175,7 +202,9 @@ def app_set_latest(*, user: AbstractUser, version: AppVersion) -> App:
     app = App.objects.select_for_update().get(pk=version.app_id)
     app_require_manager(user, app)
     if version.is_hidden:
-        raise Conflict(f"Version {version.version} is hidden: unhide it before tagging it latest.", code="version_hidden")
+        raise Conflict(
+            f"Version {version.version} is hidden: unhide it before tagging it latest.", code="version_hidden"
+        )
     app.latest_version = version
     app.save(update_fields=["latest_version", "updated_at"])
     return app
@@ -184,7 +213,10 @@ def app_set_latest(*, user: AbstractUser, version: AppVersion) -> App:
 def version_set_hidden(*, user: AbstractUser, version: AppVersion, hidden: bool) -> AppVersion:
     app_require_manager(user, version.app)
     if hidden and version.is_latest:
-        raise Conflict(f"Version {version.version} carries the latest tag: move the tag before hiding it.", code="version_is_latest")
+        raise Conflict(
+            f"Version {version.version} carries the latest tag: move the tag before hiding it.",
+            code="version_is_latest",
+        )
     version.is_hidden = hidden
     version.save(update_fields=["is_hidden"])
     return version

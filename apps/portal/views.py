@@ -11,7 +11,6 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from apps.accounts.services import user_is_publisher
@@ -89,13 +88,25 @@ def _manage_action(request: HttpRequest, app) -> str:
     if action == "grant":
         who, kind = request.POST.get("grantee", "").strip(), request.POST.get("kind", "user")
         level = request.POST.get("level", AccessLevel.VIEWER)
-        grant = publishing.grant_access(user=user, app=app, level=level, username=who if kind == "user" else "", group_name=who if kind == "group" else "")
+        grant = publishing.grant_access(
+            user=user,
+            app=app,
+            level=level,
+            username=who if kind == "user" else "",
+            group_name=who if kind == "group" else "",
+        )
         return f"Granted {grant.grantee_label} {grant.level} access."
     if action == "revoke":
         publishing.grant_revoke(user=user, app=app, grant_id=_int(request.POST.get("grant")))
         return "Access revoked."
     if action == "update":
-        publishing.app_update(user=user, app=app, title=request.POST.get("title"), category=request.POST.get("category"), description=request.POST.get("description"))
+        publishing.app_update(
+            user=user,
+            app=app,
+            title=request.POST.get("title"),
+            category=request.POST.get("category"),
+            description=request.POST.get("description"),
+        )
         return "App details saved."
     if action == "delete-app":
         publishing.app_delete(user=user, app=app)
@@ -118,14 +129,20 @@ def publish(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             blob = read_uploaded_bytes(request, "package", settings.PRO_MAX_PACKAGE_BYTES, "package")
-            version = publishing.app_publish(user=request.user, blob=blob, make_latest=request.POST.get("make_latest") == "on")
+            version = publishing.app_publish(
+                user=request.user, blob=blob, make_latest=request.POST.get("make_latest") == "on"
+            )
         except ApplicationError as exc:
             messages.error(request, f"The package was refused: {exc.message}")
         else:
             messages.success(request, f"Published {version.app.name} {version.version}.")
             return redirect("portal:app", name=version.app.name)
     base_url = request.build_absolute_uri("/").rstrip("/")
-    return render(request, "portal/publish.html", {"key_id": platform_key_id(), "base_url": base_url, "max_bytes": settings.PRO_MAX_PACKAGE_BYTES})
+    return render(
+        request,
+        "portal/publish.html",
+        {"key_id": platform_key_id(), "base_url": base_url, "max_bytes": settings.PRO_MAX_PACKAGE_BYTES},
+    )
 
 
 @login_required
@@ -137,9 +154,18 @@ def launch(request: HttpRequest, name: str, version: str) -> HttpResponse:
     procedures = {item["name"]: item for item in interface.get("procedures", [])}
     pages = []
     for page in interface.get("pages", []):
-        widgets = [{**w, "item": identifiers.get(w["target"]) or procedures.get(w["target"], {})} for w in page.get("widgets", [])]
+        widgets = [
+            {**w, "item": identifiers.get(w["target"]) or procedures.get(w["target"], {})}
+            for w in page.get("widgets", [])
+        ]
         pages.append({"title": page.get("title", ""), "widgets": widgets})
-    context = {"app": found.app, "version": found, "pages": pages, "identifiers": identifiers.values(), "procedures": procedures.values()}
+    context = {
+        "app": found.app,
+        "version": found,
+        "pages": pages,
+        "identifiers": identifiers.values(),
+        "procedures": procedures.values(),
+    }
     return render(request, "portal/launch.html", context)
 
 
@@ -172,5 +198,11 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
     for part in folder.split("/") if folder else []:
         walked.append(part)
         crumbs.append({"name": part, "path": "/".join(walked) + "/"})
-    writable = bool(folder) and storage.can_access(request.user, folder) and len(folder.split("/")) >= (3 if folder.startswith("apps/") else 2)
-    return render(request, "portal/files.html", {"folder": folder, "entries": entries, "crumbs": crumbs, "writable": writable})
+    writable = (
+        bool(folder)
+        and storage.can_access(request.user, folder)
+        and len(folder.split("/")) >= (3 if folder.startswith("apps/") else 2)
+    )
+    return render(
+        request, "portal/files.html", {"folder": folder, "entries": entries, "crumbs": crumbs, "writable": writable}
+    )

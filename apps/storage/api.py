@@ -23,7 +23,9 @@ class FolderOut(serializers.Serializer):
     entries = EntryOut(many=True)
 
 
-PATH = OpenApiParameter("path", OpenApiTypes.STR, OpenApiParameter.PATH, description="A storage path; end it with / to list a folder.")
+PATH = OpenApiParameter(
+    "path", OpenApiTypes.STR, OpenApiParameter.PATH, description="A storage path; end it with / to list a folder."
+)
 
 
 class StorageApi(APIView):
@@ -31,7 +33,10 @@ class StorageApi(APIView):
 
     parser_classes = []
 
-    @extend_schema(parameters=[PATH], responses={(200, "application/json"): FolderOut, (200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        parameters=[PATH],
+        responses={(200, "application/json"): FolderOut, (200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
     def get(self, request, path: str = ""):
         if path == "" or path.endswith("/"):
             entries = services.storage_list(user=request.user, path=path)
@@ -41,9 +46,13 @@ class StorageApi(APIView):
         response["Content-Length"] = str(size)
         return response
 
-    @extend_schema(parameters=[PATH], request={"application/octet-stream": OpenApiTypes.BINARY}, responses={201: EntryOut})
+    @extend_schema(
+        parameters=[PATH], request={"application/octet-stream": OpenApiTypes.BINARY}, responses={201: EntryOut}
+    )
     def put(self, request, path: str = ""):
-        entry = services.storage_put(user=request.user, path=path, stream=request._request, declared_length=declared_length(request._request))
+        entry = services.storage_put(
+            user=request.user, path=path, stream=request._request, declared_length=declared_length(request._request)
+        )
         return Response(EntryOut(entry).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[PATH], responses={204: None})

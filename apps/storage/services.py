@@ -22,7 +22,7 @@ from django.core.files.storage import default_storage
 
 from apps.catalog.models import App
 from apps.catalog.selectors import app_access_level, apps_for_user
-from pro_portal.errors import ApplicationError, Forbidden, NotFound, TooLarge
+from pro_portal.errors import ApplicationError, NotFound, TooLarge
 
 from .backends import TEMPORARY_PREFIX
 
@@ -183,7 +183,9 @@ def storage_put(*, user: AbstractUser, path: str, stream, declared_length: int |
     reader = io.BufferedReader(LimitedReader(stream, limit), buffer_size=1024 * 1024)
     saved = default_storage.save(path, File(reader, name=posixpath.basename(path)))
     logger.info("%s stored %s", user.username, saved)
-    return Entry(posixpath.basename(saved), saved, False, default_storage.size(saved), default_storage.get_modified_time(saved))
+    return Entry(
+        posixpath.basename(saved), saved, False, default_storage.size(saved), default_storage.get_modified_time(saved)
+    )
 
 
 def _is_folder(path: str) -> bool:

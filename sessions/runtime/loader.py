@@ -21,7 +21,9 @@ def load_app(folder: str | Path, manifest: Manifest | None = None) -> App:
         manifest = validate_manifest(read_author_manifest(folder), require_interface=False)
     module_file = folder / manifest.entry_module_path
     if not module_file.is_file():
-        raise ManifestError("bad_entry_point", f"entry point module {manifest.entry_module_path} is not in the app folder")
+        raise ManifestError(
+            "bad_entry_point", f"entry point module {manifest.entry_module_path} is not in the app folder"
+        )
     attribute = manifest.entry_point.split(":", 1)[1]
     # A name unique per app keeps two apps with a module of the same name apart in one process.
     module_name = f"_pro_app_{manifest.name.replace('-', '_')}_{manifest.entry_point.split(':')[0].replace('.', '_')}"

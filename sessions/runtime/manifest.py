@@ -24,7 +24,19 @@ SEMVER_RE = re.compile(
 )
 ENTRY_POINT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 ICON_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".webp")
-KNOWN_KEYS = {"name", "version", "runtime", "entry_point", "title", "description", "category", "icon", "time_limit", "interface", "sdk_version"}
+KNOWN_KEYS = {
+    "name",
+    "version",
+    "runtime",
+    "entry_point",
+    "title",
+    "description",
+    "category",
+    "icon",
+    "time_limit",
+    "interface",
+    "sdk_version",
+}
 
 
 class ManifestError(ValueError):
@@ -128,7 +140,9 @@ def validate_manifest(data: Any, *, require_interface: bool = True) -> Manifest:
     if icon and not icon.lower().endswith(ICON_SUFFIXES):
         raise ManifestError("bad_manifest", f"icon {icon!r} must be one of {', '.join(ICON_SUFFIXES)}")
     time_limit = data.get("time_limit")
-    if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or time_limit <= 0):
+    if time_limit is not None and (
+        isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or time_limit <= 0
+    ):
         raise ManifestError("bad_manifest", "time_limit must be a positive number of seconds")
     interface = data.get("interface")
     if require_interface:
@@ -166,4 +180,6 @@ def check_interface(interface: Any) -> None:
             raise ManifestError("bad_manifest", "every page in the interface needs a list of widgets")
         for widget in page["widgets"]:
             if not isinstance(widget, dict) or widget.get("target") not in names:
-                raise ManifestError("bad_manifest", f"page {page.get('title')!r} shows something the app does not declare")
+                raise ManifestError(
+                    "bad_manifest", f"page {page.get('title')!r} shows something the app does not declare"
+                )

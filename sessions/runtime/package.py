@@ -64,7 +64,9 @@ def generate_private_key() -> rsa.RSAPrivateKey:
 
 
 def private_key_to_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
@@ -192,15 +194,26 @@ def inspect_archive(archive: bytes, limits: ArchiveLimits | None = None) -> tupl
     with zf:
         infos = zf.infolist()
         if len(infos) > limits.max_entries:
-            raise PackageError("too_large", f"the package holds {len(infos)} files, more than the limit of {limits.max_entries}")
+            raise PackageError(
+                "too_large", f"the package holds {len(infos)} files, more than the limit of {limits.max_entries}"
+            )
         total = 0
         for info in infos:
             _check_entry(info)
             total += info.file_size
-            if info.compress_size and info.file_size / info.compress_size > limits.max_ratio and info.file_size > 1024 * 1024:
-                raise PackageError("too_large", f"{info.filename} expands more than {limits.max_ratio:g} times: refused as a zip bomb")
+            if (
+                info.compress_size
+                and info.file_size / info.compress_size > limits.max_ratio
+                and info.file_size > 1024 * 1024
+            ):
+                raise PackageError(
+                    "too_large", f"{info.filename} expands more than {limits.max_ratio:g} times: refused as a zip bomb"
+                )
         if total > limits.max_uncompressed_bytes:
-            raise PackageError("too_large", f"the package expands to {total} bytes, more than the limit of {limits.max_uncompressed_bytes}")
+            raise PackageError(
+                "too_large",
+                f"the package expands to {total} bytes, more than the limit of {limits.max_uncompressed_bytes}",
+            )
         names = [i.filename for i in infos if not i.is_dir()]
         if PACKAGE_FILE not in names:
             raise PackageError("missing_manifest", f"the package has no {PACKAGE_FILE} at its root")
@@ -218,7 +231,9 @@ def inspect_archive(archive: bytes, limits: ArchiveLimits | None = None) -> tupl
     except ManifestError as exc:
         raise PackageError(exc.code, str(exc)) from None
     if manifest.entry_module_path not in names:
-        raise PackageError("bad_entry_point", f"the entry point module {manifest.entry_module_path} is not in the package")
+        raise PackageError(
+            "bad_entry_point", f"the entry point module {manifest.entry_module_path} is not in the package"
+        )
     if manifest.icon and manifest.icon not in names:
         raise PackageError("bad_manifest", f"the icon {manifest.icon} is not in the package")
     return manifest, names

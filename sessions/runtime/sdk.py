@@ -285,28 +285,77 @@ class App:
             raise AppDefinitionError(f"set {name!r} has duplicate elements in its default")
         return self._add(SetDef(name, title, description, default=elements))
 
-    def _value_def(self, cls: type[ParameterDef], name: str, index, type, default, unit, title, description, data, minimum, maximum):
-        if type not in VALUE_TYPES:
-            raise AppDefinitionError(f"{name!r}: type must be one of {sorted(VALUE_TYPES)}, not {type!r}")
+    def _value_def(
+        self,
+        cls: type[ParameterDef],
+        name: str,
+        index,
+        value_type,
+        default,
+        unit,
+        title,
+        description,
+        data,
+        minimum,
+        maximum,
+    ):
+        if value_type not in VALUE_TYPES:
+            raise AppDefinitionError(f"{name!r}: type must be one of {sorted(VALUE_TYPES)}, not {value_type!r}")
         index = tuple(index)
         for s in index:
             if not isinstance(s, SetDef) or self.identifiers.get(s.name) is not s:
                 raise AppDefinitionError(f"{name!r} is indexed over something that is not a set of this app")
         if default is None:
-            default = {"float": 0.0, "int": 0, "bool": False, "str": ""}[type]
-        definition = cls(name, title, description, index=index, type=type, default=default, unit=unit, data=data, minimum=minimum, maximum=maximum)
+            default = {"float": 0.0, "int": 0, "bool": False, "str": ""}[value_type]
+        definition = cls(
+            name,
+            title,
+            description,
+            index=index,
+            type=value_type,
+            default=default,
+            unit=unit,
+            data=data,
+            minimum=minimum,
+            maximum=maximum,
+        )
         definition.default = definition.check(default)
         return self._add(definition)
 
-    def parameter(self, name: str, *, index: Iterable[SetDef] = (), type: str = "float", default: Any = None, unit: str = "", title: str = "", description: str = "", data: Mapping | None = None, minimum: float | None = None, maximum: float | None = None) -> ParameterDef:  # noqa: A002
+    def parameter(
+        self,
+        name: str,
+        *,
+        index: Iterable[SetDef] = (),
+        type: str = "float",
+        default: Any = None,
+        unit: str = "",
+        title: str = "",
+        description: str = "",
+        data: Mapping | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> ParameterDef:  # noqa: A002
         """Declare an input parameter; with no ``index`` it is a scalar."""
-        return self._value_def(ParameterDef, name, index, type, default, unit, title, description, data, minimum, maximum)
+        return self._value_def(
+            ParameterDef, name, index, type, default, unit, title, description, data, minimum, maximum
+        )
 
     def scalar(self, name: str, **kwargs: Any) -> ParameterDef:
         """Declare a scalar input parameter (a parameter without index)."""
         return self.parameter(name, index=(), **kwargs)
 
-    def output(self, name: str, *, index: Iterable[SetDef] = (), type: str = "float", unit: str = "", title: str = "", description: str = "", default: Any = None) -> OutputDef:  # noqa: A002
+    def output(
+        self,
+        name: str,
+        *,
+        index: Iterable[SetDef] = (),
+        type: str = "float",
+        unit: str = "",
+        title: str = "",
+        description: str = "",
+        default: Any = None,
+    ) -> OutputDef:  # noqa: A002
         """Declare a result identifier that procedures and solves write."""
         return self._value_def(OutputDef, name, index, type, default, unit, title, description, None, None, None)
 
@@ -521,9 +570,21 @@ class SolveContext:
         if self.echo:
             print(line, flush=True)
 
-    def progress(self, fraction: float | None = None, message: str = "", objective: float | None = None, bound: float | None = None) -> None:
+    def progress(
+        self,
+        fraction: float | None = None,
+        message: str = "",
+        objective: float | None = None,
+        bound: float | None = None,
+    ) -> None:
         self.progress_points.append(
-            {"t": round(time.monotonic() - self.started, 3), "fraction": fraction, "message": message, "objective": objective, "bound": bound}
+            {
+                "t": round(time.monotonic() - self.started, 3),
+                "fraction": fraction,
+                "message": message,
+                "objective": objective,
+                "bound": bound,
+            }
         )
 
     def request_stop(self) -> None:

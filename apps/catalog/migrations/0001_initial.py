@@ -7,85 +7,187 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Runtime',
+            name="Runtime",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(help_text="What a manifest's 'runtime' field names.", max_length=64, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('interpreter', models.CharField(help_text='The Python executable on every node.', max_length=500)),
-                ('description', models.TextField(blank=True)),
-                ('is_builtin', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "key",
+                    models.SlugField(help_text="What a manifest's 'runtime' field names.", max_length=64, unique=True),
+                ),
+                ("title", models.CharField(max_length=200)),
+                ("interpreter", models.CharField(help_text="The Python executable on every node.", max_length=500)),
+                ("description", models.TextField(blank=True)),
+                ("is_builtin", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='App',
+            name="App",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=64, unique=True)),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('category', models.CharField(db_index=True, default='General', max_length=64)),
-                ('icon_path', models.CharField(blank=True, help_text='Storage path of the icon, if any.', max_length=500)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='owned_apps', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.SlugField(max_length=64, unique=True)),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("category", models.CharField(db_index=True, default="General", max_length=64)),
+                (
+                    "icon_path",
+                    models.CharField(blank=True, help_text="Storage path of the icon, if any.", max_length=500),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="owned_apps",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['category', 'title'],
+                "ordering": ["category", "title"],
             },
         ),
         migrations.CreateModel(
-            name='AppVersion',
+            name="AppVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(max_length=64)),
-                ('manifest', models.JSONField(help_text="The validated manifest, with the app's declared interface.")),
-                ('package_path', models.CharField(help_text='Storage path of the encrypted package.', max_length=500)),
-                ('package_size', models.BigIntegerField()),
-                ('package_sha256', models.CharField(max_length=64)),
-                ('is_hidden', models.BooleanField(default=False, help_text='Hidden from users; queued work still runs.')),
-                ('published_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('app', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='catalog.app')),
-                ('published_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('runtime', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='app_versions', to='catalog.runtime')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.CharField(max_length=64)),
+                ("manifest", models.JSONField(help_text="The validated manifest, with the app's declared interface.")),
+                ("package_path", models.CharField(help_text="Storage path of the encrypted package.", max_length=500)),
+                ("package_size", models.BigIntegerField()),
+                ("package_sha256", models.CharField(max_length=64)),
+                (
+                    "is_hidden",
+                    models.BooleanField(default=False, help_text="Hidden from users; queued work still runs."),
+                ),
+                ("published_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "app",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="versions", to="catalog.app"
+                    ),
+                ),
+                (
+                    "published_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "runtime",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="app_versions", to="catalog.runtime"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['app__name', '-published_at'],
+                "ordering": ["app__name", "-published_at"],
             },
         ),
         migrations.AddField(
-            model_name='app',
-            name='latest_version',
-            field=models.ForeignKey(blank=True, help_text="The version tagged 'latest'.", null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='catalog.appversion'),
+            model_name="app",
+            name="latest_version",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The version tagged 'latest'.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="catalog.appversion",
+            ),
         ),
         migrations.CreateModel(
-            name='AppGrant',
+            name="AppGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('level', models.CharField(choices=[('viewer', 'Viewer (sees and runs the app)'), ('collaborator', 'Collaborator (also manages it)')], default='viewer', max_length=16)),
-                ('granted_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('app', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='grants', to='catalog.app')),
-                ('granted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('group', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='app_grants', to='auth.group')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='app_grants', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "level",
+                    models.CharField(
+                        choices=[
+                            ("viewer", "Viewer (sees and runs the app)"),
+                            ("collaborator", "Collaborator (also manages it)"),
+                        ],
+                        default="viewer",
+                        max_length=16,
+                    ),
+                ),
+                ("granted_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "app",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="grants", to="catalog.app"
+                    ),
+                ),
+                (
+                    "granted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "group",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="app_grants",
+                        to="auth.group",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="app_grants",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('group__isnull', True), ('user__isnull', False)), models.Q(('group__isnull', False), ('user__isnull', True)), _connector='OR'), name='grant_to_user_or_group'), models.UniqueConstraint(condition=models.Q(('user__isnull', False)), fields=('app', 'user'), name='one_grant_per_user'), models.UniqueConstraint(condition=models.Q(('group__isnull', False)), fields=('app', 'group'), name='one_grant_per_group')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("group__isnull", True), ("user__isnull", False)),
+                            models.Q(("group__isnull", False), ("user__isnull", True)),
+                            _connector="OR",
+                        ),
+                        name="grant_to_user_or_group",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("user__isnull", False)), fields=("app", "user"), name="one_grant_per_user"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("group__isnull", False)),
+                        fields=("app", "group"),
+                        name="one_grant_per_group",
+                    ),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='appversion',
-            constraint=models.UniqueConstraint(fields=('app', 'version'), name='unique_app_version'),
+            model_name="appversion",
+            constraint=models.UniqueConstraint(fields=("app", "version"), name="unique_app_version"),
         ),
     ]

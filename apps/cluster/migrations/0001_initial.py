@@ -5,28 +5,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Node',
+            name="Node",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('address', models.CharField(blank=True, max_length=200)),
-                ('roles', models.JSONField(default=list)),
-                ('version', models.CharField(blank=True, max_length=40)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('state', models.CharField(choices=[('up', 'Up'), ('stopped', 'Stopped'), ('dead', 'Dead')], default='up', max_length=16)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_heartbeat', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("address", models.CharField(blank=True, max_length=200)),
+                ("roles", models.JSONField(default=list)),
+                ("version", models.CharField(blank=True, max_length=40)),
+                ("pid", models.IntegerField(blank=True, null=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("up", "Up"), ("stopped", "Stopped"), ("dead", "Dead")], default="up", max_length=16
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_heartbeat", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
     ]

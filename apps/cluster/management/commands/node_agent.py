@@ -15,7 +15,9 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
         node = node_register()
-        self.stdout.write(f"Node {node.name} up (roles: {', '.join(node.roles)}), heartbeat every {settings.PRO_HEARTBEAT_SECONDS}s")
+        self.stdout.write(
+            f"Node {node.name} up (roles: {', '.join(node.roles)}), heartbeat every {settings.PRO_HEARTBEAT_SECONDS}s"
+        )
         while not stopping.wait(settings.PRO_HEARTBEAT_SECONDS):
             node_heartbeat(node=node)
         node_stop(node=node)

@@ -17,7 +17,17 @@ class Command(BaseCommand):
 
     def _children(self, host: str, port: int) -> dict[str, list[str]]:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
-        web = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "pro_portal.asgi:application"]
+        web = [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            host,
+            "-p",
+            str(port),
+            "--proxy-headers",
+            "pro_portal.asgi:application",
+        ]
         roles = set(settings.PRO_NODE_ROLES)
         children = {"agent": [*manage, "node_agent"]}
         if "web" in roles:
@@ -32,14 +42,18 @@ class Command(BaseCommand):
         stopping = []
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        processes = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in self._children(host, port).items()}
+        processes = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in self._children(host, port).items()
+        }
         self.stdout.write(f"Platform up at http://{host}:{port}/ (data in {settings.DATA_DIR}); Ctrl-C stops it.")
         failed = None
         while not stopping and failed is None:
             time.sleep(0.5)
             failed = next((name for name, p in processes.items() if p.poll() is not None), None)
         if failed:
-            self.stderr.write(f"{failed} stopped unexpectedly (exit {processes[failed].returncode}); stopping the platform.")
+            self.stderr.write(
+                f"{failed} stopped unexpectedly (exit {processes[failed].returncode}); stopping the platform."
+            )
         self._stop(processes)
         self.stdout.write("Platform stopped.")
         sys.exit(1 if failed else 0)
