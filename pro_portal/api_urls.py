@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.accounts.api import TicketCreateApi
 from apps.catalog import api as catalog
 from apps.storage.api import StorageApi
+from sessions import api as sessions
 
 app_name = "api"
 
@@ -20,5 +21,12 @@ urlpatterns = [
     path("apps/<slug:name>/versions/<str:version>", catalog.VersionDetailApi.as_view(), name="app-version"),
     path("apps/<slug:name>/grants", catalog.GrantListApi.as_view(), name="app-grants"),
     path("apps/<slug:name>/grants/<int:grant_id>", catalog.GrantDetailApi.as_view(), name="app-grant"),
+    path("jobs", sessions.JobListApi.as_view(), name="jobs"),
+    path("jobs/<int:job_id>", sessions.JobDetailApi.as_view(), name="job"),
+    path("jobs/<int:job_id>/log", sessions.JobLogApi.as_view(), name="job-log"),
+    path("jobs/<int:job_id>/interrupt", sessions.JobInterruptApi.as_view(), name="job-interrupt"),
+    path("jobs/<int:job_id>/cancel", sessions.JobCancelApi.as_view(), name="job-cancel"),
+    path("jobs/<int:job_id>/result", sessions.JobResultApi.as_view(), name="job-result"),
+    path("cases/<str:case_id>", sessions.CaseDetailApi.as_view(), name="case"),
     re_path(r"^storage/(?P<path>.*)$", StorageApi.as_view(), name="storage"),
 ]

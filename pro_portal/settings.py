@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "apps.storage",
     "apps.cluster",
     "apps.portal",
+    "sessions",
 ]
 
 MIDDLEWARE = [
@@ -247,3 +248,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("PRO_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
+
+# ---------------------------------------------------------------- solve jobs
+
+PRO_JOB_TIME_LIMIT = env_int("PRO_JOB_TIME_LIMIT", 3600, minimum=1)
+PRO_JOB_MEMORY_MB = env_int("PRO_JOB_MEMORY_MB", 4096, minimum=64)
+PRO_JOB_MAX_ATTEMPTS = env_int("PRO_JOB_MAX_ATTEMPTS", 3, minimum=1)
+PRO_JOB_LEASE_SECONDS = env_int("PRO_JOB_LEASE_SECONDS", 60, minimum=2)
+PRO_JOB_RETENTION_DAYS = env_int("PRO_JOB_RETENTION_DAYS", 30, minimum=1)
+PRO_MAX_SOLVES = env_int("PRO_MAX_SOLVES", 2, minimum=1)
+PRO_JOB_POLL_SECONDS = float(env_str("PRO_JOB_POLL_SECONDS", "0.1"))
+PRO_WORK_DIR = DATA_DIR / "work"

@@ -144,13 +144,28 @@ def api():
     return api_as
 
 
-def publish_as(user, blob: bytes, **query):
+def publish_as(user, blob: bytes, verify: bool = True, **query):
+    """Publish a package and, unless told not to, run its verification now (a real subprocess)."""
     from apps.catalog.services import app_publish
+    from apps.catalog.verification import version_verify
 
-    return app_publish(user=user, blob=blob, **query)
+    version = app_publish(user=user, blob=blob, **query)
+    if verify:
+        version_verify(version_id=version.pk)
+        version.refresh_from_db()
+    return version
 
 
 @pytest.fixture
 def published(runtime, alice, pack):
     """alice's app ``demo`` 1.0.0."""
     return publish_as(alice, pack())
+
+
+def verify_pending() -> None:
+    """Run the verification of every version waiting for it, as the task queue would."""
+    from apps.catalog.models import AppVersion
+    from apps.catalog.verification import version_verify
+
+    for version_id in AppVersion.objects.filter(verification_state="pending").values_list("pk", flat=True):
+        version_verify(version_id=version_id)

@@ -10,7 +10,7 @@ import pytest
 
 from apps.catalog.models import App, AppVersion
 from sessions.runtime import package
-from tests.conftest import publish_as
+from tests.conftest import publish_as, verify_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -195,6 +195,10 @@ def test_new_version_inherits_access_and_takes_latest(api, alice, carol, publish
     api(alice).post("/api/v1/apps/demo/grants", {"username": "carol", "level": "viewer"}, format="json")
     response = upload(api(alice), pack(version="1.1.0"))
     assert response.status_code == 201
+    assert api(carol).get("/api/v1/apps/demo").json()["latest_version"] == "1.0.0", (
+        "unverified versions stay out of sight"
+    )
+    verify_pending()
     seen = api(carol).get("/api/v1/apps/demo").json()
     assert seen["latest_version"] == "1.1.0"
     assert [v["version"] for v in seen["versions"]] == ["1.1.0", "1.0.0"]

@@ -52,6 +52,13 @@ class App(models.Model):
         return self.name
 
 
+class VerificationState(models.TextChoices):
+    PENDING = "pending", "Waiting for verification"
+    RUNNING = "running", "Being verified"
+    VERIFIED = "verified", "Verified"
+    FAILED = "failed", "Failed verification"
+
+
 class AppVersion(models.Model):
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=64)
@@ -60,11 +67,18 @@ class AppVersion(models.Model):
     package_path = models.CharField(max_length=500, help_text="Storage path of the encrypted package.")
     package_size = models.BigIntegerField()
     package_sha256 = models.CharField(max_length=64)
+    icon_path = models.CharField(max_length=500, blank=True)
     is_hidden = models.BooleanField(default=False, help_text="Hidden from users; queued work still runs.")
     published_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     published_at = models.DateTimeField(default=timezone.now)
+    verification_state = models.CharField(
+        max_length=16, choices=VerificationState.choices, default=VerificationState.PENDING
+    )
+    verification_error = models.TextField(blank=True, help_text="What the verification run reported, verbatim.")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    becomes_latest = models.BooleanField(default=False, help_text="Takes the latest tag once verified.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["app", "version"], name="unique_app_version")]

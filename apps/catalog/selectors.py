@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 
 from pro_portal.errors import NotFound
 
-from .models import AccessLevel, App, AppVersion, Runtime
+from .models import AccessLevel, App, AppVersion, Runtime, VerificationState
 
 
 def apps_for_user(user: AbstractUser) -> QuerySet[App]:
@@ -46,10 +46,13 @@ def app_get_for_user(user: AbstractUser, name: str) -> App:
 
 
 def versions_for_user(user: AbstractUser, app: App) -> list[AppVersion]:
-    """The app's versions, newest first; hidden versions only for those who manage the app."""
+    """The app's versions, newest first.
+
+    Those who manage the app see them all; users see the verified versions that are not hidden.
+    """
     versions = app.versions.select_related("runtime", "published_by")
     if not app_can_manage(user, app):
-        versions = versions.filter(is_hidden=False)
+        versions = versions.filter(is_hidden=False, verification_state=VerificationState.VERIFIED)
     return sorted(versions, key=lambda v: v.sort_key, reverse=True)
 
 
@@ -67,8 +70,10 @@ def version_resolve_for_user(user: AbstractUser, name: str, version: str = "late
         return version_get_for_user(user, app, version)
     if app.latest_version is None:
         raise NotFound(f"App {name!r} has no version tagged latest.")
-    if app.latest_version.is_hidden and not app_can_manage(user, app):
-        raise NotFound(f"App {name!r} has no version tagged latest.")
+    latest = app.latest_version
+    usable = not latest.is_hidden and latest.verification_state == VerificationState.VERIFIED
+    if not usable and not app_can_manage(user, app):
+        raise NotFound(f"App {name!r} has no usable version tagged latest.")
     return app.latest_version
 
 

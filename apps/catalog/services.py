@@ -22,6 +22,7 @@ from sessions.runtime.manifest import Manifest
 from .keys import platform_private_key
 from .models import AccessLevel, App, AppGrant, AppVersion, Runtime
 from .selectors import app_can_manage
+from .verification import version_verify_later
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def app_publish(*, user: AbstractUser, blob: bytes, make_latest: bool = True) ->
         for path in stored:
             default_storage.delete(path)
         raise
+    version_verify_later(version)
     logger.info("%s published %s %s", user.username, manifest.name, manifest.version)
     return version
 
@@ -153,19 +155,37 @@ def _record_version(
                 package_path=stored[0],
                 package_size=len(blob),
                 package_sha256=hashlib.sha256(blob).hexdigest(),
+                icon_path=stored[1] if len(stored) > 1 else "",
                 published_by=user,
             )
     except IntegrityError:
         raise Conflict(
             f"App {manifest.name!r} already has version {manifest.version}.", code="duplicate_version"
         ) from None
-    if is_new or make_latest:
+    if is_new:
         app.latest_version = version
-        app.title, app.description, app.category = manifest.title, manifest.description, manifest.category
-        if len(stored) > 1:
-            app.icon_path = stored[1]
+        app.icon_path = version.icon_path
         app.save()
+    elif make_latest:
+        # Users keep the current latest until the new version passes verification.
+        version.becomes_latest = True
+        version.save(update_fields=["becomes_latest"])
     return version
+
+
+def version_promote(*, version: AppVersion) -> None:
+    """A verified version that was published as latest takes the tag (and its app's details)."""
+    if not version.becomes_latest:
+        return
+    manifest = version.manifest
+    App.objects.filter(pk=version.app_id).update(
+        latest_version=version,
+        title=manifest.get("title", version.app.title),
+        description=manifest.get("description", ""),
+        category=manifest.get("category") or "General",
+        icon_path=version.icon_path,
+    )
+    AppVersion.objects.filter(pk=version.pk).update(becomes_latest=False)
 
 
 # ---------------------------------------------------------------- managing
@@ -205,8 +225,13 @@ def app_set_latest(*, user: AbstractUser, version: AppVersion) -> App:
         raise Conflict(
             f"Version {version.version} is hidden: unhide it before tagging it latest.", code="version_hidden"
         )
+    if version.verification_state != "verified":
+        raise Conflict(
+            f"Version {version.version} is not verified: it cannot carry the latest tag.", code="not_verified"
+        )
     app.latest_version = version
-    app.save(update_fields=["latest_version", "updated_at"])
+    app.icon_path = version.icon_path
+    app.save(update_fields=["latest_version", "icon_path", "updated_at"])
     return app
 
 
@@ -224,9 +249,14 @@ def version_set_hidden(*, user: AbstractUser, version: AppVersion, hidden: bool)
 
 def version_usage(version: AppVersion) -> list[str]:
     """Why a version cannot be deleted now (empty when nothing uses it)."""
+    from sessions.jobs import version_jobs_in_use
+
     reasons = []
     if version.is_latest:
         reasons.append("it carries the latest tag")
+    active = version_jobs_in_use(version)
+    if active:
+        reasons.append(f"{active} queued or running job{'s' if active > 1 else ''} use{'' if active > 1 else 's'} it")
     return reasons
 
 
@@ -245,7 +275,7 @@ def version_delete(*, user: AbstractUser, version: AppVersion) -> None:
     reasons = version_usage(version)
     if reasons:
         raise Conflict(f"Version {version.version} cannot be deleted: {'; '.join(reasons)}.", code="version_in_use")
-    paths = [version.package_path]
+    paths = [version.package_path, version.icon_path]
     with transaction.atomic():
         version.delete()
     transaction.on_commit(lambda: _delete_files(paths))
@@ -258,7 +288,7 @@ def app_delete(*, user: AbstractUser, app: App) -> None:
         reasons = [r for r in version_usage(version) if r != "it carries the latest tag"]
         if reasons:
             raise Conflict(f"Version {version.version} is in use: {'; '.join(reasons)}.", code="version_in_use")
-    paths = [*app.versions.values_list("package_path", flat=True), app.icon_path]
+    paths = [path for row in app.versions.values_list("package_path", "icon_path") for path in row]
     with transaction.atomic():
         app.delete()
     transaction.on_commit(lambda: _delete_files(paths))

@@ -335,7 +335,7 @@ class App:
         data: Mapping | None = None,
         minimum: float | None = None,
         maximum: float | None = None,
-    ) -> ParameterDef:  # noqa: A002
+    ) -> ParameterDef:
         """Declare an input parameter; with no ``index`` it is a scalar."""
         return self._value_def(
             ParameterDef, name, index, type, default, unit, title, description, data, minimum, maximum
@@ -355,7 +355,7 @@ class App:
         title: str = "",
         description: str = "",
         default: Any = None,
-    ) -> OutputDef:  # noqa: A002
+    ) -> OutputDef:
         """Declare a result identifier that procedures and solves write."""
         return self._value_def(OutputDef, name, index, type, default, unit, title, description, None, None, None)
 

@@ -13,7 +13,9 @@ STOP_GRACE_SECONDS = 10
 
 
 class Command(BaseCommand):
-    help = "Start the platform on this node: web (daphne), the task workers (qcluster) and the node agent."
+    help = (
+        "Start the platform on this node: web (daphne), task workers (qcluster), the solve worker and the node agent."
+    )
 
     def _children(self, host: str, port: int) -> dict[str, list[str]]:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
@@ -32,8 +34,9 @@ class Command(BaseCommand):
         children = {"agent": [*manage, "node_agent"]}
         if "web" in roles:
             children["web"] = web
-        if roles & {"solves", "sessions"}:
-            children["workers"] = [*manage, "qcluster"]
+        children["workers"] = [*manage, "qcluster"]
+        if "solves" in roles:
+            children["solves"] = [*manage, "solve_worker"]
         return children
 
     def handle(self, **options):

@@ -1,0 +1,204 @@
+from django.http import FileResponse, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from pro_portal.errors import NotFound
+
+from . import jobs
+from .cases import case_get_for_user, case_load
+from .models import Case, Job, JobState
+
+
+class JobIn(serializers.Serializer):
+    app = serializers.SlugField(max_length=64)
+    version = serializers.CharField(max_length=64, required=False, help_text="Default: the version tagged latest.")
+    procedure = serializers.CharField(max_length=100)
+    input = serializers.DictField(
+        required=False, help_text="Identifier values; identifiers not given keep their defaults."
+    )
+    input_case = serializers.UUIDField(required=False)
+    priority = serializers.IntegerField(default=0, min_value=-100, max_value=100)
+    time_limit = serializers.FloatField(required=False, min_value=0.1, max_value=7 * 24 * 3600)
+    memory_limit_mb = serializers.IntegerField(required=False, min_value=64, max_value=1024 * 1024)
+    start_at = serializers.DateTimeField(required=False, help_text="Do not start before this time.")
+
+
+class JobOut(serializers.ModelSerializer):
+    app = serializers.CharField(source="app_version.app.name")
+    version = serializers.CharField(source="app_version.version")
+    owner = serializers.CharField(source="owner.username")
+    input_case = serializers.UUIDField(source="input_case_id", allow_null=True)
+    result_case = serializers.UUIDField(source="result_case_id", allow_null=True)
+    queue_seconds = serializers.SerializerMethodField()
+    run_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "app",
+            "version",
+            "owner",
+            "procedure",
+            "state",
+            "priority",
+            "attempt",
+            "max_attempts",
+            "node",
+            "created_at",
+            "not_before",
+            "started_at",
+            "finished_at",
+            "queue_seconds",
+            "run_seconds",
+            "time_limit",
+            "memory_limit_mb",
+            "progress",
+            "progress_points",
+            "solver_status",
+            "error_message",
+            "interrupt_requested_at",
+            "cancel_requested_at",
+            "input_case",
+            "result_case",
+        ]
+
+    def get_queue_seconds(self, job: Job) -> float | None:
+        return round((job.started_at - job.created_at).total_seconds(), 3) if job.started_at else None
+
+    def get_run_seconds(self, job: Job) -> float | None:
+        if not job.started_at or not job.finished_at:
+            return None
+        return round((job.finished_at - job.started_at).total_seconds(), 3)
+
+
+class JobLogOut(serializers.Serializer):
+    text = serializers.CharField()
+    offset = serializers.IntegerField(help_text="Ask for the log from here to follow it.")
+    finished = serializers.BooleanField()
+
+
+class JobListApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", OpenApiTypes.STR, enum=JobState.values),
+            OpenApiParameter("app", OpenApiTypes.STR),
+            OpenApiParameter(
+                "limit", OpenApiTypes.INT, description="At most this many, newest first (default 100, at most 1000)."
+            ),
+        ],
+        responses=JobOut(many=True),
+    )
+    def get(self, request):
+        found = jobs.jobs_for_user(request.user)
+        if request.query_params.get("state"):
+            found = found.filter(state=request.query_params["state"])
+        if request.query_params.get("app"):
+            found = found.filter(app_version__app__name=request.query_params["app"])
+        try:
+            limit = min(1000, max(1, int(request.query_params.get("limit", 100))))
+        except ValueError:
+            limit = 100
+        return Response(JobOut(found[:limit], many=True).data)
+
+    @extend_schema(request=JobIn, responses={201: JobOut})
+    def post(self, request):
+        given = JobIn(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        job = jobs.job_submit(
+            user=request.user,
+            app_name=data["app"],
+            version=data.get("version"),
+            procedure=data["procedure"],
+            input_values=data.get("input"),
+            input_case_id=data.get("input_case"),
+            priority=data["priority"],
+            time_limit=data.get("time_limit"),
+            memory_limit_mb=data.get("memory_limit_mb"),
+            not_before=data.get("start_at"),
+        )
+        return Response(JobOut(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOut)
+    def get(self, request, job_id: int):
+        return Response(JobOut(jobs.job_get_for_user(request.user, job_id)).data)
+
+
+class JobLogApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("offset", OpenApiTypes.INT, description="Byte offset to read from.")],
+        responses=JobLogOut,
+    )
+    def get(self, request, job_id: int):
+        job = jobs.job_get_for_user(request.user, job_id)
+        try:
+            offset = int(request.query_params.get("offset", 0))
+        except ValueError:
+            offset = 0
+        text, next_offset = jobs.job_log(job, offset)
+        return Response({"text": text, "offset": next_offset, "finished": job.is_finished and bool(job.log_path)})
+
+
+class JobInterruptApi(APIView):
+    @extend_schema(request=None, responses=JobOut)
+    def post(self, request, job_id: int):
+        job = jobs.job_interrupt(user=request.user, job=jobs.job_get_for_user(request.user, job_id))
+        return Response(JobOut(job).data)
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses=JobOut)
+    def post(self, request, job_id: int):
+        job = jobs.job_cancel(user=request.user, job=jobs.job_get_for_user(request.user, job_id))
+        return Response(JobOut(job).data)
+
+
+FORMAT = OpenApiParameter(
+    "format", OpenApiTypes.STR, enum=["case", "json"], description="json: the identifiers as JSON."
+)
+
+
+def case_response(case: Case, as_json: bool) -> HttpResponse:
+    if as_json:
+        return Response({"case": str(case.id), "app": case.app.name, "identifiers": case_load(case).to_json()})
+    from django.core.files.storage import default_storage
+
+    return FileResponse(
+        default_storage.open(case.storage_path, "rb"), as_attachment=True, filename=f"{case.app.name}-{case.id}.case"
+    )
+
+
+class JobResultApi(APIView):
+    @extend_schema(
+        parameters=[FORMAT],
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (200, "application/json"): OpenApiTypes.OBJECT,
+        },
+    )
+    def get(self, request, job_id: int):
+        job = jobs.job_get_for_user(request.user, job_id)
+        if job.result_case is None:
+            raise NotFound(f"Job {job.pk} has no result ({job.state}).")
+        return case_response(job.result_case, request.query_params.get("format") == "json")
+
+
+class CaseDetailApi(APIView):
+    @extend_schema(
+        parameters=[FORMAT],
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (200, "application/json"): OpenApiTypes.OBJECT,
+        },
+    )
+    def get(self, request, case_id: str):
+        return case_response(case_get_for_user(request.user, case_id), request.query_params.get("format") == "json")

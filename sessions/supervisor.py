@@ -1,0 +1,412 @@
+"""The solve worker of a node: claims jobs and supervises their solve processes.
+
+Each claimed job runs in a process group of its own (``solve_runner``), started from the app
+version's runtime interpreter in a private working folder. A thread of this worker watches
+it: it streams the log and progress into the admin database, renews the job's lease (from
+this process, so a solver that holds its CPU cannot starve it), asks the solver to stop on
+interrupt or at the time limit, kills the whole group on cancel or when a limit is exceeded,
+and records the result. Timeouts, all in seconds:
+
+- ``PRO_JOB_LEASE_SECONDS``: how long a claim holds without renewal (renewed every third of it);
+- ``INTERRUPT_GRACE``: after an interrupt at the time limit, how long the solver may take to
+  return its incumbent before it is killed;
+- ``TERMINATE_GRACE``: between SIGTERM and SIGKILL of a process group (a cancel ends within
+  ``TERMINATE_GRACE`` plus one watch tick, well under 5 seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, connection
+
+from apps.catalog.keys import platform_private_key
+from apps.storage import services as storage
+from pro_portal.errors import ApplicationError
+from sessions.runtime import package
+
+from . import jobs
+from .cases import case_read_bytes
+from .models import Job, JobState
+
+logger = logging.getLogger(__name__)
+
+WATCH_TICK = 0.2
+FLUSH_EVERY = 0.5
+INTERRUPT_GRACE = 30.0
+TERMINATE_GRACE = 2.0
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """The live processes of a process group, from the process table."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def process_group_rss_mb(pgid: int) -> float:
+    total = 0
+    for pid in process_group_members(pgid):
+        try:
+            with open(f"/proc/{pid}/statm") as handle:
+                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return total / (1024 * 1024)
+
+
+def kill_process_group(process: subprocess.Popen, grace: float = TERMINATE_GRACE) -> None:
+    """SIGTERM the group, SIGKILL whatever is left after ``grace``, reap the leader."""
+    pgid = process.pid
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and process_group_members(pgid):
+        if process.poll() is not None and not process_group_members(pgid):
+            break
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+class SolveSupervisor:
+    """Runs one claimed attempt of a job, from its working folder to its recorded end."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.workdir = Path(settings.PRO_WORK_DIR) / f"job-{job.pk}-{job.attempt}-{secrets.token_hex(4)}"
+        self.process: subprocess.Popen | None = None
+        self.log_lines: list[str] = []
+        self.lock = threading.Lock()
+        self.progress: dict[str, Any] = {}
+        self.points: list[dict[str, Any]] = []
+        self.progress_dirty = False
+        self.log_offset = job.log_size
+        self.started = time.monotonic()
+        self.stop_reason: str | None = None
+        self.shutdown = threading.Event()
+
+    # ------------------------------------------------------------ lifecycle
+    def run(self) -> None:
+        try:
+            self._prepare()
+            self._start()
+            outcome = self._watch()
+            self._record(outcome)
+        except Exception as exc:
+            logger.exception("Job %s failed in its worker", self.job.pk)
+            if self.process is not None and self.process.poll() is None:
+                kill_process_group(self.process)
+            self._flush_log()
+            jobs.job_finish(job=self.job, state=JobState.FAILED, error=f"The worker could not run the job: {exc}")
+        finally:
+            if self.process is not None:
+                self._kill_stragglers()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            connection.close()
+
+    def _prepare(self) -> None:
+        self.workdir.mkdir(parents=True, mode=0o700)
+        version = self.job.app_version
+        with default_storage.open(version.package_path, "rb") as handle:
+            archive = package.decrypt(handle.read(), platform_private_key())
+        package.extract_archive(archive, self.workdir / "app")
+        if self.job.input_case is not None:
+            (self.workdir / "input.case").write_bytes(case_read_bytes(self.job.input_case))
+        spec = {"procedure": self.job.procedure, "time_limit": self.job.time_limit, "job": self.job.pk}
+        (self.workdir / "job.json").write_text(json.dumps(spec))
+        self._log(
+            f"--- attempt {self.job.attempt} of job {self.job.pk} on node {self.job.node}: {version.app.name} {version.version}, {self.job.procedure} ---"
+        )
+
+    def _start(self) -> None:
+        control_read, control_write = os.pipe()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.workdir),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(settings.BASE_DIR),
+            "PRO_CONTROL_FD": str(control_write),
+        }
+        interpreter = self.job.app_version.runtime.interpreter
+        self.process = subprocess.Popen(
+            [interpreter, "-m", "sessions.runtime.solve_runner", str(self.workdir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(control_write,),
+            cwd=self.workdir,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(control_write)
+        threading.Thread(target=self._read_log, daemon=True).start()
+        threading.Thread(target=self._read_control, args=(control_read,), daemon=True).start()
+
+    # ------------------------------------------------------------ channels
+    def _log(self, line: str) -> None:
+        with self.lock:
+            self.log_lines.append(line if line.endswith("\n") else line + "\n")
+
+    def _read_log(self) -> None:
+        for raw in iter(self.process.stdout.readline, b""):
+            self._log(raw.decode("utf-8", "replace"))
+
+    def _read_control(self, fd: int) -> None:
+        close_old_connections()
+        try:
+            with os.fdopen(fd, "r") as control:
+                for line in control:
+                    try:
+                        message = json.loads(line)
+                    except ValueError:
+                        continue
+                    if message.get("type") == "progress":
+                        self._on_progress(message)
+                    elif message.get("type") == "fetch":
+                        self._on_fetch(message)
+        finally:
+            connection.close()
+
+    def _on_progress(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            self.progress = {k: message.get(k) for k in ("fraction", "message", "objective", "bound")}
+            if message.get("objective") is not None or message.get("bound") is not None:
+                point = {
+                    "t": round(time.monotonic() - self.started, 3),
+                    "objective": message.get("objective"),
+                    "bound": message.get("bound"),
+                }
+                self.points.append(point)
+                if len(self.points) > 2000:  # keep the chart's data bounded for hour-long solves
+                    self.points = self.points[::2]
+            self.progress_dirty = True
+
+    def _on_fetch(self, message: dict[str, Any]) -> None:
+        """Copy a storage file the job's owner may read into the working folder."""
+        try:
+            path = storage.normalize_path(str(message.get("path", "")))
+            handle, _ = storage.storage_open(user=self.job.owner, path=path)
+            local = self.workdir / "files" / path
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with handle, open(local, "wb") as sink:
+                shutil.copyfileobj(handle, sink, 1024 * 1024)
+            answer = {"ok": True, "local": str(local)}
+        except ApplicationError as exc:
+            answer = {"ok": False, "error": exc.message}
+        except OSError as exc:
+            answer = {"ok": False, "error": f"cannot read {message.get('path')!r}: {exc}"}
+        try:
+            self.process.stdin.write((json.dumps(answer) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    # ------------------------------------------------------------ watching
+    def _flush_log(self) -> None:
+        with self.lock:
+            text, self.log_lines = "".join(self.log_lines), []
+        if text:
+            self.log_offset = jobs.job_append_log(job=self.job, offset=self.log_offset, text=text)
+
+    def _flush_progress(self) -> None:
+        with self.lock:
+            if not self.progress_dirty:
+                return
+            progress, points, self.progress_dirty = dict(self.progress), list(self.points), False
+        jobs.job_report_progress(job=self.job, progress=progress, points=points)
+
+    def _watch(self) -> str:
+        """Watch the solve process until it ends; return why it ended if this worker ended it."""
+        last_flush = last_lease = 0.0
+        interrupted_at: float | None = None
+        lease_every = settings.PRO_JOB_LEASE_SECONDS / 3
+        while self.process.poll() is None:
+            time.sleep(WATCH_TICK)
+            now = time.monotonic()
+            if self.shutdown.is_set():
+                return self._stop("shutdown")
+            if now - last_lease >= lease_every:
+                last_lease = now
+                if not jobs.job_renew_lease(job=self.job):
+                    return self._stop("lost")
+            if now - last_flush < FLUSH_EVERY:
+                continue
+            last_flush = now
+            self._flush_log()
+            self._flush_progress()
+            requests = jobs.job_requests(job=self.job)
+            if requests.get("cancel_requested_at"):
+                return self._stop("cancelled")
+            elapsed = now - self.started
+            if interrupted_at is None and (requests.get("interrupt_requested_at") or elapsed >= self.job.time_limit):
+                interrupted_at = now
+                self.stop_reason = "interrupted" if requests.get("interrupt_requested_at") else "time_limit"
+                self._log(
+                    f"--- {'interrupt requested' if self.stop_reason == 'interrupted' else f'time limit of {self.job.time_limit:g} s reached'}: stopping the solver, keeping its best solution ---"
+                )
+                os.killpg(self.process.pid, signal.SIGUSR1)
+            if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE:
+                return self._stop("time_limit_kill")
+            used = process_group_rss_mb(self.process.pid)
+            if used > self.job.memory_limit_mb:
+                self._log(
+                    f"--- the solve uses {used:.0f} MB, over its memory limit of {self.job.memory_limit_mb} MB: stopped ---"
+                )
+                return self._stop("memory")
+        return "exited"
+
+    def _stop(self, reason: str) -> str:
+        kill_process_group(self.process)
+        return reason
+
+    def _kill_stragglers(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    # ------------------------------------------------------------ the end
+    def _outcome(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.workdir / "outcome.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _record(self, ended: str) -> None:
+        self._flush_log()
+        self._flush_progress()
+        job = self.job
+        if ended == "lost":
+            logger.warning(
+                "Job %s attempt %s is no longer ours; its solve was stopped and its end discarded", job.pk, job.attempt
+            )
+            return
+        if ended == "shutdown":
+            self._log("--- the node is shutting down: the job goes back to the queue ---")
+            self._flush_log()
+            jobs.job_release(job=job, reason="The node running the job shut down")
+            return
+        if ended == "cancelled":
+            jobs.job_finish(job=job, state=JobState.CANCELLED, error="Cancelled while running; the solve was stopped.")
+            return
+        if ended == "memory":
+            jobs.job_finish(
+                job=job,
+                state=JobState.FAILED,
+                error=f"The job exceeded its memory limit of {job.memory_limit_mb} MB and was stopped.",
+            )
+            return
+        if ended == "time_limit_kill":
+            error = f"The job exceeded its time limit of {job.time_limit:g} s and did not stop within {INTERRUPT_GRACE:g} s of being interrupted."
+            jobs.job_finish(job=job, state=JobState.FAILED, error=error)
+            return
+        self._record_exit()
+
+    def _record_exit(self) -> None:
+        job, code, outcome = self.job, self.process.returncode, self._outcome()
+        result = self.workdir / "result.case"
+        if code == 0 and result.exists():
+            status = outcome.get("status") or ""
+            if self.stop_reason == "time_limit":
+                status = f"{status} (time limit of {job.time_limit:g} s reached)".strip()
+            elif self.stop_reason == "interrupted":
+                status = f"{status} (interrupted)".strip()
+            jobs.job_finish(job=job, state=JobState.SUCCEEDED, solver_status=status, result_blob=result.read_bytes())
+            return
+        if code == 3:
+            error = f"The job ran out of memory (limit {job.memory_limit_mb} MB)."
+        elif code is not None and code < 0:
+            error = outcome.get("error") or f"The solve process was killed by signal {signal.Signals(-code).name}."
+        else:
+            error = outcome.get("error") or f"The solve process exited with code {code}."
+        jobs.job_finish(job=job, state=JobState.FAILED, error=error)
+
+
+class SolveWorker:
+    """The node's solve loop: claim jobs up to the node's capacity, one supervisor thread each."""
+
+    def __init__(self, node: str, capacity: int):
+        self.node = node
+        self.capacity = capacity
+        self.running: dict[int, tuple[SolveSupervisor, threading.Thread]] = {}
+
+    def reconcile(self) -> int:
+        """Requeue the jobs an earlier run of this node's worker left running (it died)."""
+        count = 0
+        for job in Job.objects.filter(state=JobState.RUNNING, node=self.node).select_related(
+            "app_version__app", "owner"
+        ):
+            jobs.job_release(job=job, reason=f"The worker on node {self.node} stopped while running the job")
+            count += 1
+        return count
+
+    def reap(self) -> None:
+        for job_id, (_, thread) in list(self.running.items()):
+            if not thread.is_alive():
+                del self.running[job_id]
+
+    def step(self) -> Job | None:
+        """Reap finished supervisors and start at most one new job; return it."""
+        self.reap()
+        if len(self.running) >= self.capacity:
+            return None
+        job = jobs.job_claim_next(node=self.node)
+        if job is None:
+            return None
+        supervisor = SolveSupervisor(job)
+        thread = threading.Thread(target=supervisor.run, name=f"job-{job.pk}", daemon=True)
+        self.running[job.pk] = (supervisor, thread)
+        thread.start()
+        return job
+
+    def run(self, stopping: threading.Event) -> None:
+        Path(settings.PRO_WORK_DIR).mkdir(parents=True, exist_ok=True)
+        requeued = self.reconcile()
+        if requeued:
+            logger.info("Requeued %s jobs left running by an earlier worker on %s", requeued, self.node)
+        while not stopping.is_set():
+            try:
+                started = self.step()
+            except Exception:
+                logger.exception("The solve worker's loop failed; trying again")
+                close_old_connections()
+                started = None
+            if started is None:
+                stopping.wait(settings.PRO_JOB_POLL_SECONDS)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop every running solve and put its job back in the queue."""
+        for supervisor, _ in self.running.values():
+            supervisor.shutdown.set()
+        for _, thread in self.running.values():
+            thread.join(timeout=TERMINATE_GRACE + 5)
+        self.running.clear()
