@@ -103,3 +103,6 @@ class JobLogChunk(models.Model):
     class Meta:
         ordering = ["offset"]
         indexes = [models.Index(fields=["job", "offset"], name="job_log_offset")]
+
+    def __str__(self) -> str:
+        return f"log of job {self.job_id} at {self.offset}"

@@ -16,6 +16,7 @@ and records the result. Timeouts, all in seconds:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -79,19 +80,15 @@ def process_group_rss_mb(pgid: int) -> float:
 def kill_process_group(process: subprocess.Popen, grace: float = TERMINATE_GRACE) -> None:
     """SIGTERM the group, SIGKILL whatever is left after ``grace``, reap the leader."""
     pgid = process.pid
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and process_group_members(pgid):
         if process.poll() is not None and not process_group_members(pgid):
             break
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
@@ -288,10 +285,8 @@ class SolveSupervisor:
         return reason
 
     def _kill_stragglers(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     # ------------------------------------------------------------ the end
     def _outcome(self) -> dict[str, Any]:
