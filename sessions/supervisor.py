@@ -330,6 +330,13 @@ class SolveSupervisor:
         result = self.workdir / "result.case"
         if code == 0 and result.exists():
             status = outcome.get("status") or ""
+            if self.stop_reason is None and outcome.get("interrupted"):
+                # The solve process stopped itself at its time limit, before this worker's tick.
+                self.stop_reason = "time_limit"
+                self._log(
+                    f"--- time limit of {job.time_limit:g} s reached: the solver stopped and kept its best solution ---"
+                )
+                self._flush_log()
             if self.stop_reason == "time_limit":
                 status = f"{status} (time limit of {job.time_limit:g} s reached)".strip()
             elif self.stop_reason == "interrupted":
