@@ -270,6 +270,122 @@ def cmd_storage_rm(args) -> None:
     print(f"Deleted {args.remote}.")
 
 
+# ---------------------------------------------------------------- jobs
+
+
+def _input_values(args) -> dict[str, Any] | None:
+    values: dict[str, Any] = {}
+    if args.input:
+        try:
+            values.update(json.loads(Path(args.input).read_text()))
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read the input {args.input}: {exc}") from None
+    for item in args.set or []:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise CliError(f"--set takes name=value, not {item!r}")
+        try:
+            values[name] = json.loads(raw)
+        except ValueError:
+            values[name] = raw
+    return values or None
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    progress = job.get("progress") or {}
+    extra = job["error_message"] or job["solver_status"] or progress.get("message") or ""
+    return f"job {job['id']} {job['state']} (attempt {job['attempt']}, node {job['node'] or '-'}) {extra}".rstrip()
+
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def cmd_job_submit(args) -> None:
+    client = Client(load_config())
+    body: dict[str, Any] = {"app": args.app, "procedure": args.procedure, "priority": args.priority}
+    for key, value in (
+        ("version", args.version),
+        ("time_limit", args.time_limit),
+        ("memory_limit_mb", args.memory_mb),
+        ("start_at", args.start_at),
+        ("input_case", args.input_case),
+    ):
+        if value is not None:
+            body[key] = value
+    values = _input_values(args)
+    if values is not None:
+        body["input"] = values
+    job = client.json("POST", "jobs", json=body)
+    print(job["id"] if args.quiet else f"Submitted job {job['id']} ({args.app} {job['version']}, {args.procedure}).")
+    if args.wait:
+        _follow_log(client, job["id"], echo=not args.quiet)
+        job = client.json("GET", f"jobs/{job['id']}")
+        print(_job_line(job))
+        if job["state"] != "succeeded":
+            raise CliError(f"job {job['id']} {job['state']}")
+
+
+def _follow_log(client: Client, job_id: int, echo: bool = True) -> None:
+    import time
+
+    offset = 0
+    while True:
+        part = client.json("GET", f"jobs/{job_id}/log", params={"offset": offset})
+        if echo and part["text"]:
+            sys.stdout.write(part["text"])
+            sys.stdout.flush()
+        offset = part["offset"]
+        if part["finished"]:
+            return
+        time.sleep(0.5)
+
+
+def cmd_job_list(args) -> None:
+    params = {"state": args.state} if args.state else {}
+    found = Client(load_config()).json("GET", "jobs", params=params)
+    rows = [
+        [j["id"], j["state"], j["app"], j["version"], j["procedure"], j["priority"], j["attempt"], j["created_at"]]
+        for j in found
+    ]
+    print_table(rows, ["ID", "STATE", "APP", "VERSION", "PROCEDURE", "PRIORITY", "ATTEMPT", "CREATED"])
+
+
+def cmd_job_status(args) -> None:
+    job = Client(load_config()).json("GET", f"jobs/{args.id}")
+    if args.json:
+        print(json.dumps(job, indent=2))
+    else:
+        print(_job_line(job))
+
+
+def cmd_job_log(args) -> None:
+    client = Client(load_config())
+    if args.follow:
+        _follow_log(client, args.id)
+    else:
+        sys.stdout.write(client.json("GET", f"jobs/{args.id}/log")["text"])
+
+
+def cmd_job_stop(args) -> None:
+    job = Client(load_config()).json("POST", f"jobs/{args.id}/{args.action}")
+    print(_job_line(job))
+
+
+def cmd_job_result(args) -> None:
+    client = Client(load_config())
+    if args.json:
+        print(
+            json.dumps(client.json("GET", f"jobs/{args.id}/result", params={"format": "json"})["identifiers"], indent=2)
+        )
+        return
+    response = client.request("GET", f"jobs/{args.id}/result", stream=True)
+    output = Path(args.output or f"job-{args.id}-result.case")
+    with open(output, "wb") as sink:
+        for chunk in response.iter_content(CHUNK):
+            sink.write(chunk)
+    print(f"Saved {output} ({output.stat().st_size} bytes).")
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -338,6 +454,49 @@ def build_parser() -> argparse.ArgumentParser:
     rm = storage.add_parser("rm", help="delete a file")
     rm.add_argument("remote")
     rm.set_defaults(func=cmd_storage_rm)
+
+    job = commands.add_parser("job", help="submit and follow solve jobs").add_subparsers(
+        dest="job_command", required=True
+    )
+    submit = job.add_parser("submit", help="queue a solve")
+    submit.add_argument("app")
+    submit.add_argument("procedure")
+    submit.add_argument("--version", help="default: the version tagged latest")
+    submit.add_argument("--input", help="a JSON file of identifier values")
+    submit.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="one identifier value (JSON or text); repeatable"
+    )
+    submit.add_argument("--input-case", help="the id of a case to solve")
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--time-limit", type=float, help="seconds")
+    submit.add_argument("--memory-mb", type=int)
+    submit.add_argument("--start-at", help="ISO time not to start before")
+    submit.add_argument("--wait", action="store_true", help="follow the log until the job ends")
+    submit.add_argument("-q", "--quiet", action="store_true", help="print only the job id")
+    submit.set_defaults(func=cmd_job_submit)
+    jobs_list = job.add_parser("list", help="your jobs")
+    jobs_list.add_argument("--state", choices=["queued", "running", *FINISHED])
+    jobs_list.set_defaults(func=cmd_job_list)
+    status = job.add_parser("status", help="a job's state")
+    status.add_argument("id", type=int)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_job_status)
+    log = job.add_parser("log", help="a job's solver log")
+    log.add_argument("id", type=int)
+    log.add_argument("-f", "--follow", action="store_true")
+    log.set_defaults(func=cmd_job_log)
+    for action, text in (
+        ("interrupt", "stop the solver and keep its best solution"),
+        ("cancel", "stop the job, keep nothing"),
+    ):
+        stop = job.add_parser(action, help=text)
+        stop.add_argument("id", type=int)
+        stop.set_defaults(func=cmd_job_stop, action=action)
+    result = job.add_parser("result", help="download a job's result case")
+    result.add_argument("id", type=int)
+    result.add_argument("-o", "--output")
+    result.add_argument("--json", action="store_true", help="print the identifiers as JSON")
+    result.set_defaults(func=cmd_job_result)
     return parser
 
 

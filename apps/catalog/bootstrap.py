@@ -57,9 +57,20 @@ def _seed_instances(instances: Path, report: list[str]) -> None:
             report.append(f"Stored {target}")
 
 
+def _schedule_housekeeping() -> None:
+    """Housekeeping runs on the task queue; the schedule rows are shared by every node."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="Remove expired jobs",
+        defaults={"func": "sessions.tasks.remove_expired_jobs", "schedule_type": Schedule.HOURLY, "repeats": -1},
+    )
+
+
 def bootstrap(*, samples_dir: Path | None) -> list[str]:
     report: list[str] = []
     runtime_ensure_builtin()
+    _schedule_housekeeping()
     group_everyone()
     group_publishers()
     platform_private_key()
