@@ -108,6 +108,7 @@ class SolveSupervisor:
         self.started = time.monotonic()
         self.stop_reason: str | None = None
         self.shutdown = threading.Event()
+        self.readers: list[threading.Thread] = []
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -164,8 +165,12 @@ class SolveSupervisor:
             start_new_session=True,
         )
         os.close(control_write)
-        threading.Thread(target=self._read_log, daemon=True).start()
-        threading.Thread(target=self._read_control, args=(control_read,), daemon=True).start()
+        self.readers = [
+            threading.Thread(target=self._read_log, daemon=True),
+            threading.Thread(target=self._read_control, args=(control_read,), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
 
     # ------------------------------------------------------------ channels
     def _log(self, line: str) -> None:
@@ -245,8 +250,12 @@ class SolveSupervisor:
         last_flush = last_lease = 0.0
         interrupted_at: float | None = None
         lease_every = settings.PRO_JOB_LEASE_SECONDS / 3
-        while self.process.poll() is None:
-            time.sleep(WATCH_TICK)
+        while True:
+            try:
+                self.process.wait(timeout=WATCH_TICK)  # returns the moment the solve ends
+                break
+            except subprocess.TimeoutExpired:
+                pass
             now = time.monotonic()
             if self.shutdown.is_set():
                 return self._stop("shutdown")
@@ -296,6 +305,8 @@ class SolveSupervisor:
             return {}
 
     def _record(self, ended: str) -> None:
+        for reader in self.readers:  # the last lines of log and progress, written just before the end
+            reader.join(timeout=2)
         self._flush_log()
         self._flush_progress()
         job = self.job
