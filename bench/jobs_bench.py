@@ -203,7 +203,33 @@ def bench_instances(admin) -> list[dict]:
     return rows
 
 
-def print_table(trivial: dict, instances: list[dict]) -> None:
+def bench_case_format(cells: int = 10_000_000) -> dict:
+    """Write and load a case of ``cells`` numeric cells (one table over 10 000 x 1 000)."""
+    import numpy as np
+
+    from sessions.runtime.case import CaseData, case_to_bytes, read_case
+
+    rows = 10_000
+    values = np.round(np.random.default_rng(0).random(cells) * 1000, 2)
+    case = CaseData(
+        sets={"i": [f"i{k}" for k in range(rows)], "j": [f"j{k}" for k in range(cells // rows)]},
+        values={"cost": values},
+        index={"cost": ["i", "j"]},
+        types={"cost": "float"},
+    )
+    started = time.perf_counter()
+    blob = case_to_bytes(case)
+    written = time.perf_counter() - started
+    loads = []
+    for _ in range(5):
+        started = time.perf_counter()
+        loaded = read_case(blob)
+        loads.append(time.perf_counter() - started)
+    assert np.array_equal(loaded.values["cost"], values)
+    return {"cells": cells, "bytes": len(blob), "write_s": written, "load": summary(loads)}
+
+
+def print_table(trivial: dict, instances: list[dict], case_format: dict) -> None:
     def ms(value: float) -> str:
         return f"{value * 1000:8.1f} ms"
 
@@ -250,8 +276,11 @@ def main() -> int:
         finally:
             worker.terminate()
             worker.wait(timeout=30)
-    print_table(trivial, instances)
-    Path(args.out).write_text(json.dumps({"trivial": trivial, "instances": instances}, indent=2))
+    case_format = bench_case_format()
+    print_table(trivial, instances, case_format)
+    Path(args.out).write_text(
+        json.dumps({"trivial": trivial, "instances": instances, "case_format": case_format}, indent=2)
+    )
     print(f"\nwritten to {args.out}")
     return 0
 

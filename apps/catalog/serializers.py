@@ -29,6 +29,8 @@ class VersionOut(serializers.ModelSerializer):
             "published_at",
             "package_size",
             "package_sha256",
+            "verification_state",
+            "verification_error",
             "launch_url",
             "pages",
             "procedures",
