@@ -1,0 +1,370 @@
+"""The data session process: one user's live copy of one app, served over a websocket. No Django.
+
+    python -m sessions.runtime.session_server [--pool]
+
+It listens on 127.0.0.1 only, on a port of its choosing, and accepts a connection only with
+the per-session secret (``Authorization: Secret <secret>``), which the platform's websocket
+proxy holds and the browser never sees. With ``--pool`` it starts, imports the heavy modules
+(SDK, numpy, highspy) and waits for its launch order on stdin, so that a launch costs only the
+import of the app itself.
+
+Launch order (a JSON object, from the environment or on stdin): ``app_dir``, ``secret``,
+``session``, ``api_url``, ``ticket`` (scoped to this session), ``app``, ``version``.
+Once listening it prints ``LISTENING <port>`` on stdout.
+
+Frames are JSON. From the browser: ``{"op": ..., "re": n, ...}``; to it: ``state``,
+``values``, ``error`` (with ``re``, identifier and key), ``ok``, ``job``, ``log``, ``status``,
+``cases``, ``comparison``. See :class:`DataSession` for the operations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from .api_client import ApiClient, ApiError
+from .case import apply_case, case_from_data, case_to_bytes, read_case
+from .loader import load_app
+from .manifest import validate_manifest
+from .sdk import DataError, OutputDef, ParameterDef, SetDef
+
+JOB_POLL_SECONDS = 0.5
+
+
+class DataSession:
+    """The app's data and the operations the WebUI can ask for."""
+
+    def __init__(self, app_dir: Path, order: dict[str, Any]):
+        manifest = validate_manifest(json.loads((app_dir / "manifest.json").read_text()))
+        self.manifest = manifest
+        self.app = load_app(app_dir, manifest)
+        self.data = self.app.new_data()
+        self.order = order
+        self.api = ApiClient(order.get("api_url", ""), order.get("ticket", ""))
+        self.clients: set = set()
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.status = "Ready"
+
+    # ------------------------------------------------------------ messages out
+    def state(self) -> dict[str, Any]:
+        return {
+            "type": "state",
+            "app": {"name": self.app.name, "title": self.app.title, "version": self.manifest.version},
+            "interface": self.app.describe(),
+            "values": self.data.to_dict(),
+            "jobs": list(self.jobs.values()),
+            "status": self.status,
+        }
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        frame = json.dumps(message)
+        for client in list(self.clients):
+            try:
+                await client.send(frame)
+            except Exception:  # a client that went away; the proxy reconnects it later
+                self.clients.discard(client)
+
+    async def set_status(self, text: str) -> None:
+        self.status = text
+        await self.broadcast({"type": "status", "status": text})
+
+    # ------------------------------------------------------------ operations
+    async def handle(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        op = message.get("op")
+        handler = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+        if handler is None:
+            return {"type": "error", "message": f"unknown operation {op!r}"}
+        try:
+            return await handler(message)
+        except DataError as exc:
+            return {"type": "error", "identifier": exc.identifier, "key": exc.key, "message": str(exc)}
+        except ApiError as exc:
+            return {"type": "error", "message": str(exc)}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"type": "error", "message": f"bad request: {exc}"}
+
+    async def op_get_state(self, message):
+        return self.state()
+
+    async def op_set(self, message):
+        """Set one cell (``key`` given), a scalar, or a set's elements."""
+        name = message["identifier"]
+        definition = self.data.definition(name)
+        if isinstance(definition, OutputDef):
+            raise DataError(name, "is an output: procedures write it, not the user")
+        if "key" in message and message["key"] is not None:
+            value = self.data.set_cell(name, message["key"], message["value"])
+            changed = {name: self.data.to_dict()[name]}
+        else:
+            self.data[name] = message["value"]
+            value = self.data[name]
+            changed = self._affected(name)
+        await self.broadcast({"type": "values", "values": changed})
+        return {"type": "ok", "identifier": name, "value": value if not isinstance(value, dict) else None}
+
+    async def op_paste(self, message):
+        """Set a block of cells at once; every cell is checked before any is changed."""
+        name = message["identifier"]
+        cells = message["cells"]
+        definition = self.data.definition(name)
+        if not isinstance(definition, ParameterDef) or isinstance(definition, OutputDef) or definition.is_scalar:
+            raise DataError(name, "is not an editable table")
+        staged = self.app.new_data()
+        staged.update_from_dict(self.data.to_dict())
+        errors = []
+        for key, value in cells:
+            try:
+                staged.set_cell(name, key, value)
+            except DataError as exc:
+                errors.append({"key": exc.key, "message": str(exc)})
+        if errors:
+            return {
+                "type": "error",
+                "identifier": name,
+                "message": f"{len(errors)} pasted cell(s) are not valid; nothing was changed",
+                "cells": errors,
+            }
+        for key, value in cells:
+            self.data.set_cell(name, key, value)
+        await self.broadcast({"type": "values", "values": {name: self.data.to_dict()[name]}})
+        return {"type": "ok", "identifier": name, "count": len(cells)}
+
+    def _affected(self, name: str) -> dict[str, Any]:
+        everything = self.data.to_dict()
+        if not isinstance(self.data.definition(name), SetDef):
+            return {name: everything[name]}
+        return {n: v for n, v in everything.items() if n == name or name in self._index_of(n)}
+
+    def _index_of(self, name: str) -> list[str]:
+        definition = self.app.identifiers[name]
+        return [s.name for s in definition.index] if isinstance(definition, ParameterDef) else []
+
+    async def op_run(self, message):
+        """Run a solver-less procedure here, in the session."""
+        name = message["procedure"]
+        procedure = self.app.procedures.get(name)
+        if procedure is None or procedure.is_solve:
+            return {"type": "error", "message": f"{name!r} is not a procedure of this app"}
+        await self.set_status(f"Running {procedure.title or name}…")
+        try:
+            procedure.function(self.data)
+        except DataError:
+            raise
+        except Exception as exc:
+            await self.set_status(f"{procedure.title or name} failed")
+            return {"type": "error", "message": f"{name} failed: {type(exc).__name__}: {exc}"}
+        await self.broadcast({"type": "values", "values": self.data.to_dict()})
+        await self.set_status(f"{procedure.title or name} done")
+        return {"type": "ok", "procedure": name}
+
+    async def op_solve(self, message):
+        """Save the data as an input case and submit a job; follow it until it ends."""
+        name = message["procedure"]
+        procedure = self.app.procedures.get(name)
+        if procedure is None or not procedure.is_solve:
+            return {"type": "error", "message": f"{name!r} is not a solve procedure of this app"}
+        blob = case_to_bytes(case_from_data(self.data, meta={"app": self.app.name}))
+        case = await asyncio.to_thread(self.api.upload_case, self.app.name, blob, f"input of {name}", "input")
+        job = await asyncio.to_thread(self.api.submit_job, self.app.name, self.manifest.version, name, case["id"])
+        self.jobs[job["id"]] = self._job_summary(job)
+        await self.broadcast({"type": "job", "job": self.jobs[job["id"]]})
+        await self.set_status(f"Job {job['id']} queued")
+        asyncio.get_running_loop().create_task(self.follow_job(job["id"]))
+        return {"type": "ok", "job": job["id"]}
+
+    async def op_cancel_job(self, message):
+        job = await asyncio.to_thread(
+            self.api.post, f"jobs/{int(message['job'])}/{'interrupt' if message.get('interrupt') else 'cancel'}"
+        )
+        return {"type": "ok", "job": job["id"], "state": job["state"]}
+
+    async def op_job_log(self, message):
+        """The whole log of one of this session's jobs (a reconnecting browser catches up)."""
+        job_id = int(message["job"])
+        if job_id not in self.jobs:
+            return {"type": "error", "message": f"job {job_id} is not one of this session's"}
+        log = await asyncio.to_thread(self.api.get, f"jobs/{job_id}/log")
+        return {"type": "log", "job": job_id, "text": log["text"], "reset": True}
+
+    @staticmethod
+    def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
+        keys = (
+            "id",
+            "procedure",
+            "state",
+            "attempt",
+            "progress",
+            "progress_points",
+            "solver_status",
+            "error_message",
+            "created_at",
+        )
+        return {k: job.get(k) for k in keys}
+
+    async def follow_job(self, job_id: int) -> None:
+        """Stream a job's state and log to the browsers; load its results when it succeeds."""
+        offset = 0
+        while True:
+            try:
+                job = await asyncio.to_thread(self.api.get, f"jobs/{job_id}")
+                log = await asyncio.to_thread(self.api.get, f"jobs/{job_id}/log", {"offset": offset})
+            except ApiError as exc:
+                await self.set_status(f"Lost track of job {job_id}: {exc}")
+                return
+            if log["text"]:
+                offset = log["offset"]
+                await self.broadcast({"type": "log", "job": job_id, "text": log["text"]})
+            summary = self._job_summary(job)
+            if summary != self.jobs.get(job_id):
+                self.jobs[job_id] = summary
+                await self.broadcast({"type": "job", "job": summary})
+            if job["state"] in ("succeeded", "failed", "cancelled") and log.get("finished", True):
+                break
+            await asyncio.sleep(JOB_POLL_SECONDS)
+        if job["state"] == "succeeded" and job.get("result_case"):
+            blob = await asyncio.to_thread(self.api.get_bytes, f"jobs/{job_id}/result")
+            outputs = {n for n, d in self.app.identifiers.items() if isinstance(d, OutputDef)}
+            apply_case(self.data, read_case(blob), only=outputs)
+            await self.broadcast({"type": "values", "values": self.data.to_dict()})
+            await self.set_status(f"Job {job_id} succeeded: results loaded")
+        else:
+            await self.set_status(f"Job {job_id} {job['state']}: {job.get('error_message') or ''}".strip())
+
+    # ------------------------------------------------------------ cases
+    async def op_list_cases(self, message):
+        cases = await asyncio.to_thread(self.api.get, "cases", {"app": self.app.name, "kind": "saved"})
+        return {"type": "cases", "cases": cases}
+
+    async def op_save_case(self, message):
+        name = str(message.get("name", "")).strip()
+        if not name:
+            return {"type": "error", "message": "give the case a name"}
+        blob = case_to_bytes(case_from_data(self.data, meta={"app": self.app.name, "name": name}))
+        case = await asyncio.to_thread(self.api.upload_case, self.app.name, blob, name, "saved")
+        await self.set_status(f"Saved case {name}")
+        return {"type": "ok", "case": case}
+
+    async def op_load_case(self, message):
+        blob = await asyncio.to_thread(self.api.get_bytes, f"cases/{message['case']}")
+        apply_case(self.data, read_case(blob))
+        await self.broadcast({"type": "values", "values": self.data.to_dict()})
+        await self.set_status("Case loaded")
+        return {"type": "ok"}
+
+    async def op_delete_case(self, message):
+        await asyncio.to_thread(self.api.delete, f"cases/{message['case']}")
+        return {"type": "ok"}
+
+    async def op_compare_cases(self, message):
+        """Two cases side by side, identifier by identifier, with the changed cells marked."""
+        left, right = message["left"], message["right"]
+        sides = []
+        for case_id in (left, right):
+            if case_id == "current":
+                sides.append(self.data.to_dict())
+            else:
+                blob = await asyncio.to_thread(self.api.get_bytes, f"cases/{case_id}")
+                sides.append(read_case(blob).to_json())
+        return {"type": "comparison", "left": left, "right": right, "identifiers": compare(sides[0], sides[1])}
+
+
+def _rows(value: Any) -> dict[str, Any]:
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        return {"|".join(map(str, row[:-1])): row[-1] for row in value}
+    return {"": value}
+
+
+def compare(left: dict[str, Any], right: dict[str, Any]) -> list[dict[str, Any]]:
+    result = []
+    for name in sorted(set(left) | set(right)):
+        a, b = _rows(left.get(name)), _rows(right.get(name))
+        cells = [
+            {"key": key, "left": a.get(key), "right": b.get(key), "changed": a.get(key) != b.get(key)}
+            for key in sorted(set(a) | set(b))
+        ]
+        result.append({"identifier": name, "changed": any(c["changed"] for c in cells), "cells": cells})
+    return result
+
+
+# ---------------------------------------------------------------- serving
+
+
+async def serve(session: DataSession, secret: str, port: int = 0) -> None:
+    from websockets.asyncio.server import serve as ws_serve
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+
+    def check_secret(connection, request):
+        given = request.headers.get("Authorization", "")
+        if not secret or given != f"Secret {secret}":
+            return Response(HTTPStatus.FORBIDDEN.value, "Forbidden", Headers(), b"a session secret is required\n")
+        return None
+
+    async def handler(websocket):
+        session.clients.add(websocket)
+        try:
+            await websocket.send(json.dumps(session.state()))
+            async for frame in websocket:
+                try:
+                    message = json.loads(frame)
+                except ValueError:
+                    await websocket.send(json.dumps({"type": "error", "message": "frames must be JSON"}))
+                    continue
+                if not isinstance(message, dict):
+                    continue
+                reply = await session.handle(message)
+                if reply is not None:
+                    reply["re"] = message.get("re")
+                    await websocket.send(json.dumps(reply))
+        finally:
+            session.clients.discard(websocket)
+
+    # max_queue bounds what a slow reader buffers: backpressure instead of unbounded memory.
+    async with ws_serve(
+        handler, "127.0.0.1", port, process_request=check_secret, max_size=16 * 1024 * 1024, max_queue=32
+    ) as server:
+        bound = server.sockets[0].getsockname()[1]
+        print(f"LISTENING {bound}", flush=True)
+        await asyncio.Future()
+
+
+def _warm_imports() -> None:
+    """What every app needs, imported before the launch order arrives (the pool's head start)."""
+    import numpy  # noqa: F401
+    import websockets.asyncio.server  # noqa: F401
+
+    with contextlib.suppress(ImportError):  # a runtime without HiGHS still serves apps
+        import highspy  # noqa: F401
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pool", action="store_true", help="start, warm up, and wait for the launch order on stdin")
+    args = parser.parse_args()
+    if args.pool:
+        _warm_imports()
+        print("READY", flush=True)
+        order = json.loads(sys.stdin.readline() or "{}")
+    else:
+        order = json.loads(os.environ.get("PRO_SESSION_ORDER", "{}"))
+    if not order.get("app_dir"):
+        print("no launch order", file=sys.stderr)
+        return 2
+    try:
+        session = DataSession(Path(order["app_dir"]), order)
+    except Exception as exc:
+        print(f"START FAILED {type(exc).__name__}: {exc}", flush=True)
+        return 1
+    asyncio.run(serve(session, order.get("secret", ""), int(order.get("port", 0))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
