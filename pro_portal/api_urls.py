@@ -27,6 +27,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/interrupt", sessions.JobInterruptApi.as_view(), name="job-interrupt"),
     path("jobs/<int:job_id>/cancel", sessions.JobCancelApi.as_view(), name="job-cancel"),
     path("jobs/<int:job_id>/result", sessions.JobResultApi.as_view(), name="job-result"),
+    path("cases", sessions.CaseListApi.as_view(), name="cases"),
     path("cases/<str:case_id>", sessions.CaseDetailApi.as_view(), name="case"),
     re_path(r"^storage/(?P<path>.*)$", StorageApi.as_view(), name="storage"),
 ]

@@ -1,3 +1,9 @@
-"""Websocket routes; the data session proxy joins them with the WebUI sessions."""
+"""Websocket routes (composed with origin check and login in asgi.py)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from sessions.consumers import SessionProxyConsumer
+
+websocket_urlpatterns = [
+    path("ws/sessions/<uuid:session_id>/", SessionProxyConsumer.as_asgi()),
+]

@@ -259,3 +259,13 @@ PRO_JOB_RETENTION_DAYS = env_int("PRO_JOB_RETENTION_DAYS", 30, minimum=1)
 PRO_MAX_SOLVES = env_int("PRO_MAX_SOLVES", 2, minimum=1)
 PRO_JOB_POLL_SECONDS = float(env_str("PRO_JOB_POLL_SECONDS", "0.05"))
 PRO_WORK_DIR = DATA_DIR / "work"
+PRO_MAX_CASE_BYTES = env_int("PRO_MAX_CASE_BYTES", 2 * 1024**3, minimum=1024)
+
+# ---------------------------------------------------------------- data sessions
+
+PRO_SESSIONS_PER_USER = env_int("PRO_SESSIONS_PER_USER", 3, minimum=1)
+PRO_SESSIONS_STARTING_LIMIT = env_int("PRO_SESSIONS_STARTING_LIMIT", 4, minimum=1)
+PRO_SESSION_IDLE_SECONDS = env_int("PRO_SESSION_IDLE_SECONDS", 300, minimum=5)
+PRO_SESSION_POOL = env_int("PRO_SESSION_POOL", 2, minimum=0)
+PRO_SESSION_TICKET_TTL = env_int("PRO_SESSION_TICKET_TTL", 24 * 3600, minimum=60)
+PRO_INTERNAL_API_URL = env_str("PRO_INTERNAL_API_URL", f"http://127.0.0.1:{env_int('PRO_HTTP_PORT', 8000, minimum=1)}")

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -7,10 +8,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pro_portal.errors import NotFound
+from pro_portal.uploads import read_uploaded_bytes
 
 from . import jobs
-from .cases import case_get_for_user, case_load
-from .models import Case, Job, JobState
+from .cases import case_delete, case_get_for_user, case_load, case_upload, cases_for_user
+from .models import Case, CaseKind, Job, JobState
 
 
 class JobIn(serializers.Serializer):
@@ -192,13 +194,67 @@ class JobResultApi(APIView):
         return case_response(job.result_case, request.query_params.get("format") == "json")
 
 
-class CaseDetailApi(APIView):
+CASE_RESPONSES = {
+    (200, "application/octet-stream"): OpenApiTypes.BINARY,
+    (200, "application/json"): OpenApiTypes.OBJECT,
+}
+
+
+class CaseOut(serializers.ModelSerializer):
+    app = serializers.CharField(source="app.name")
+    version = serializers.CharField(source="app_version.version", default=None)
+    owner = serializers.CharField(source="owner.username")
+
+    class Meta:
+        model = Case
+        fields = ["id", "name", "kind", "app", "version", "owner", "size", "created_at"]
+
+
+class CaseListApi(APIView):
+    parser_classes = []
+
     @extend_schema(
-        parameters=[FORMAT],
-        responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
-            (200, "application/json"): OpenApiTypes.OBJECT,
-        },
+        parameters=[
+            OpenApiParameter("app", OpenApiTypes.STR),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=CaseKind.values),
+        ],
+        responses=CaseOut(many=True),
     )
+    def get(self, request):
+        found = cases_for_user(
+            request.user, app_name=request.query_params.get("app"), kind=request.query_params.get("kind")
+        )
+        return Response(CaseOut(found[:500], many=True).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("app", OpenApiTypes.STR, required=True),
+            OpenApiParameter("name", OpenApiTypes.STR),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=[CaseKind.SAVED, CaseKind.INPUT]),
+        ],
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={201: CaseOut},
+        description="Store a case file (the binary case format) of an app you may use.",
+    )
+    def post(self, request):
+        params = request.query_params
+        blob = read_uploaded_bytes(request._request, "case", settings.PRO_MAX_CASE_BYTES, "case")
+        case = case_upload(
+            user=request.user,
+            app_name=params.get("app", ""),
+            blob=blob,
+            name=params.get("name", ""),
+            kind=params.get("kind", CaseKind.SAVED),
+        )
+        return Response(CaseOut(case).data, status=status.HTTP_201_CREATED)
+
+
+class CaseDetailApi(APIView):
+    @extend_schema(parameters=[FORMAT], responses=CASE_RESPONSES)
     def get(self, request, case_id: str):
         return case_response(case_get_for_user(request.user, case_id), request.query_params.get("format") == "json")
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, case_id: str):
+        case_delete(case=case_get_for_user(request.user, case_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -59,6 +59,35 @@ def case_get_for_user(user: AbstractUser, case_id) -> Case:
         raise NotFound(f"There is no case {case_id} you have access to.") from None
 
 
+def cases_for_user(user: AbstractUser, *, app_name: str | None = None, kind: str | None = None):
+    """A user's own cases (an admin's: everyone's), newest first."""
+    cases = Case.objects.select_related("app", "app_version", "owner")
+    if not user.is_superuser:
+        cases = cases.filter(owner=user)
+    if app_name:
+        cases = cases.filter(app__name=app_name)
+    if kind:
+        cases = cases.filter(kind=kind)
+    return cases
+
+
+def case_upload(*, user: AbstractUser, app_name: str, blob: bytes, name: str = "", kind: str = CaseKind.SAVED) -> Case:
+    """Store a case a user sends for an app they may use."""
+    from apps.catalog.selectors import app_get_for_user
+
+    if kind not in (CaseKind.SAVED, CaseKind.INPUT):
+        raise ApplicationError("A case sent by a user is 'saved' or 'input'.", code="invalid")
+    app = app_get_for_user(user, app_name)
+    return case_store(owner=user, app=app, blob=blob, kind=kind, name=name.strip()[:200])
+
+
+def case_delete(*, case: Case) -> None:
+    """Delete a case; jobs that used it keep their own record of it being gone."""
+    path = case.storage_path
+    case.delete()
+    case_delete_files([path])
+
+
 def case_delete_files(paths: list[str]) -> None:
     def delete() -> None:
         for path in paths:

@@ -106,3 +106,46 @@ class JobLogChunk(models.Model):
 
     def __str__(self) -> str:
         return f"log of job {self.job_id} at {self.offset}"
+
+
+class SessionState(models.TextChoices):
+    STARTING = "starting", "Starting"
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+    LOST = "lost", "Lost"
+    FAILED = "failed", "Failed to start"
+
+
+LIVE_SESSION_STATES = (SessionState.STARTING, SessionState.RUNNING)
+
+
+class DataSession(models.Model):
+    """One user's live process of one app version, reached only through the websocket proxy."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="data_sessions")
+    app_version = models.ForeignKey("catalog.AppVersion", on_delete=models.PROTECT, related_name="data_sessions")
+    state = models.CharField(max_length=16, choices=SessionState.choices, default=SessionState.STARTING, db_index=True)
+    node = models.CharField(max_length=200, blank=True)
+    host = models.CharField(max_length=200, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    secret = models.CharField(max_length=100, help_text="What the proxy shows the session process; never sent to a browser.")
+    pid = models.IntegerField(null=True, blank=True)
+    connections = models.IntegerField(default=0, help_text="Browser tabs connected through the proxy now.")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_active_at = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    memory_mb = models.FloatField(null=True, blank=True)
+    cpu_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"session {self.id} of {self.app_version} for {self.owner}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE_SESSION_STATES

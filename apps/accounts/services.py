@@ -102,13 +102,14 @@ def ticket_issue(*, username: str, password: str, request=None) -> tuple[str, Ap
     return ticket_issue_for_user(user=user)
 
 
-def ticket_issue_for_user(*, user: AbstractUser) -> tuple[str, ApiTicket]:
+def ticket_issue_for_user(*, user: AbstractUser, ttl_seconds: int | None = None) -> tuple[str, ApiTicket]:
     raw = TICKET_PREFIX + secrets.token_urlsafe(32)
+    ttl = ttl_seconds or settings.PRO_TICKET_TTL_SECONDS
     ticket = ApiTicket.objects.create(
         user=user,
         key_hash=_hash(raw),
         prefix=raw[: len(TICKET_PREFIX) + 6],
-        expires_at=timezone.now() + timedelta(seconds=settings.PRO_TICKET_TTL_SECONDS),
+        expires_at=timezone.now() + timedelta(seconds=ttl),
     )
     return raw, ticket
 

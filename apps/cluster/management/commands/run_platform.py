@@ -37,6 +37,8 @@ class Command(BaseCommand):
         children["workers"] = [*manage, "qcluster"]
         if "solves" in roles:
             children["solves"] = [*manage, "solve_worker"]
+        if "sessions" in roles:
+            children["sessions"] = [*manage, "session_manager"]
         return children
 
     def handle(self, **options):

@@ -1,0 +1,151 @@
+"""Data sessions: launching, finding, attaching to and stopping a user's live app processes.
+
+The session manager of a node (:mod:`sessions.session_manager`) starts and stops the
+processes; these functions change the rows it acts on, each with a conditional update.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from apps.catalog import selectors as catalog
+from pro_portal.errors import ApplicationError, Conflict, NotFound
+
+from .models import LIVE_SESSION_STATES, DataSession, SessionState
+
+logger = logging.getLogger(__name__)
+
+
+class TooManySessions(ApplicationError):
+    status = 429
+    code = "too_many_sessions"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def sessions_for_user(user: AbstractUser) -> QuerySet[DataSession]:
+    found = DataSession.objects.select_related("owner", "app_version__app")
+    return found if user.is_superuser else found.filter(owner=user)
+
+
+def session_get_for_user(user: AbstractUser, session_id) -> DataSession:
+    """A session its owner (or an admin) may see; another user's id is simply not found."""
+    try:
+        return sessions_for_user(user).get(pk=session_id)
+    except (DataSession.DoesNotExist, ValueError, TypeError, ValidationError):
+        raise NotFound(f"There is no session {session_id} you have access to.") from None
+
+
+def session_resumable(user: AbstractUser, app_name: str) -> DataSession | None:
+    """The user's live session of an app, if there is one, to offer instead of a new one."""
+    return DataSession.objects.filter(owner=user, app_version__app__name=app_name, state__in=LIVE_SESSION_STATES).select_related("app_version__app").first()
+
+
+def session_launch(*, user: AbstractUser, app_name: str, version: str = "latest") -> DataSession:
+    """Ask for a new data session of an app version the user may use."""
+    found = catalog.version_resolve_for_user(user, app_name, version)
+    if found.verification_state != "verified":
+        raise Conflict(f"Version {found.version} of {app_name!r} is not verified yet.", code="not_verified")
+    with transaction.atomic():
+        live = DataSession.objects.select_for_update().filter(owner=user, state__in=LIVE_SESSION_STATES)
+        if len(live) >= settings.PRO_SESSIONS_PER_USER:
+            raise TooManySessions(
+                f"You already have {len(live)} open sessions, the limit: close one to open another.", retry_after=30
+            )
+        starting = DataSession.objects.filter(state=SessionState.STARTING).count()
+        if starting >= settings.PRO_SESSIONS_STARTING_LIMIT:
+            raise TooManySessions("Too many sessions are starting right now: try again in a few seconds.", retry_after=5)
+        session = DataSession.objects.create(owner=user, app_version=found, secret=secrets.token_urlsafe(32))
+    logger.info("%s launches session %s of %s", user.username, session.pk, found)
+    return session
+
+
+def session_stop(*, user: AbstractUser, session: DataSession, reason: str = "") -> DataSession:
+    """Close a session: its node's manager stops the process and removes its folder."""
+    DataSession.objects.filter(pk=session.pk, state__in=LIVE_SESSION_STATES).update(
+        state=SessionState.STOPPED, stopped_at=timezone.now(), error_message=reason or f"Closed by {user.username}."
+    )
+    session.refresh_from_db()
+    return session
+
+
+def sessions_stop_for_user(*, user: AbstractUser, reason: str) -> int:
+    return DataSession.objects.filter(owner=user, state__in=LIVE_SESSION_STATES).update(
+        state=SessionState.STOPPED, stopped_at=timezone.now(), error_message=reason
+    )
+
+
+def session_restart(*, user: AbstractUser, session: DataSession) -> DataSession:
+    """Start a lost or stopped session again, as a new session of the same version."""
+    if session.is_live:
+        raise Conflict("The session is still running.", code="session_live")
+    version = session.app_version
+    return session_launch(user=user, app_name=version.app.name, version=version.version)
+
+
+# ---------------------------------------------------------------- the manager's side
+
+
+def session_claim_starting(*, node: str) -> DataSession | None:
+    for session_id in DataSession.objects.filter(state=SessionState.STARTING, node="").order_by("created_at").values_list("pk", flat=True)[:5]:
+        if DataSession.objects.filter(pk=session_id, state=SessionState.STARTING, node="").update(node=node):
+            return DataSession.objects.select_related("owner", "app_version__app", "app_version__runtime").get(pk=session_id)
+    return None
+
+
+def session_mark_running(*, session: DataSession, host: str, port: int, pid: int) -> bool:
+    now = timezone.now()
+    return bool(
+        DataSession.objects.filter(pk=session.pk, state=SessionState.STARTING).update(
+            state=SessionState.RUNNING, host=host, port=port, pid=pid, started_at=now, last_active_at=now
+        )
+    )
+
+
+def session_mark_ended(*, session: DataSession, state: str, error: str = "") -> bool:
+    return bool(
+        DataSession.objects.filter(pk=session.pk, state__in=LIVE_SESSION_STATES).update(
+            state=state, stopped_at=timezone.now(), error_message=error[:10000]
+        )
+    )
+
+
+def session_record_usage(*, session: DataSession, memory_mb: float, cpu_seconds: float) -> None:
+    DataSession.objects.filter(pk=session.pk).update(memory_mb=memory_mb, cpu_seconds=cpu_seconds)
+
+
+def session_attach(*, session: DataSession) -> None:
+    DataSession.objects.filter(pk=session.pk).update(connections=F("connections") + 1, last_active_at=timezone.now())
+
+
+def session_detach(*, session: DataSession) -> None:
+    DataSession.objects.filter(pk=session.pk).update(connections=F("connections") - 1, last_active_at=timezone.now())
+
+
+def session_touch(*, session: DataSession) -> None:
+    DataSession.objects.filter(pk=session.pk).update(last_active_at=timezone.now())
+
+
+def sessions_idle(*, node: str) -> list[DataSession]:
+    """Running sessions of a node with no tab connected and no running job, past their idle timeout."""
+    from .models import Job, JobState
+
+    cutoff = timezone.now() - timedelta(seconds=settings.PRO_SESSION_IDLE_SECONDS)
+    candidates = DataSession.objects.filter(node=node, state=SessionState.RUNNING, connections__lte=0, last_active_at__lt=cutoff)
+    idle = []
+    for session in candidates.select_related("owner", "app_version"):
+        busy = Job.objects.filter(owner=session.owner, app_version=session.app_version, state__in=[JobState.QUEUED, JobState.RUNNING], created_at__gte=session.created_at).exists()
+        if not busy:
+            idle.append(session)
+    return idle

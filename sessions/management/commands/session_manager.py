@@ -1,0 +1,19 @@
+import signal
+import threading
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from sessions.session_manager import SessionManager
+
+
+class Command(BaseCommand):
+    help = "Run this node's session manager: start, watch and stop its data session processes."
+
+    def handle(self, **options):
+        stopping = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
+        self.stdout.write(f"Session manager on {settings.PRO_NODE_NAME}: pool of {settings.PRO_SESSION_POOL} warm interpreters")
+        SessionManager(settings.PRO_NODE_NAME).run(stopping)
+        self.stdout.write("Session manager stopped")
