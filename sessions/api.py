@@ -10,9 +10,9 @@ from rest_framework.views import APIView
 from pro_portal.errors import NotFound
 from pro_portal.uploads import read_uploaded_bytes
 
-from . import jobs
+from . import data_sessions, jobs
 from .cases import case_delete, case_get_for_user, case_load, case_upload, cases_for_user
-from .models import Case, CaseKind, Job, JobState
+from .models import LIVE_SESSION_STATES, Case, CaseKind, DataSession, Job, JobState
 
 
 class JobIn(serializers.Serializer):
@@ -258,3 +258,81 @@ class CaseDetailApi(APIView):
     def delete(self, request, case_id: str):
         case_delete(case=case_get_for_user(request.user, case_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionIn(serializers.Serializer):
+    app = serializers.SlugField(max_length=64)
+    version = serializers.CharField(max_length=64, required=False, default="latest")
+
+
+class SessionOut(serializers.ModelSerializer):
+    app = serializers.CharField(source="app_version.app.name")
+    version = serializers.CharField(source="app_version.version")
+    owner = serializers.CharField(source="owner.username")
+    url = serializers.SerializerMethodField()
+    websocket = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DataSession
+        fields = [
+            "id",
+            "app",
+            "version",
+            "owner",
+            "state",
+            "node",
+            "connections",
+            "created_at",
+            "started_at",
+            "last_active_at",
+            "stopped_at",
+            "error_message",
+            "memory_mb",
+            "cpu_seconds",
+            "url",
+            "websocket",
+        ]
+
+    def get_url(self, session: DataSession) -> str:
+        return f"/sessions/{session.pk}/"
+
+    def get_websocket(self, session: DataSession) -> str:
+        return f"/ws/sessions/{session.pk}/"
+
+
+class SessionListApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=SessionOut(many=True))
+    def get(self, request):
+        found = data_sessions.sessions_for_user(request.user)
+        if request.query_params.get("live"):
+            found = found.filter(state__in=LIVE_SESSION_STATES)
+        return Response(SessionOut(found[:500], many=True).data)
+
+    @extend_schema(request=SessionIn, responses={201: SessionOut, 429: OpenApiTypes.OBJECT})
+    def post(self, request):
+        given = SessionIn(data=request.data)
+        given.is_valid(raise_exception=True)
+        session = data_sessions.session_launch(user=request.user, app_name=given.validated_data["app"], version=given.validated_data["version"])
+        return Response(SessionOut(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailApi(APIView):
+    @extend_schema(responses=SessionOut)
+    def get(self, request, session_id: str):
+        return Response(SessionOut(data_sessions.session_get_for_user(request.user, session_id)).data)
+
+
+class SessionStopApi(APIView):
+    @extend_schema(request=None, responses=SessionOut)
+    def post(self, request, session_id: str):
+        session = data_sessions.session_get_for_user(request.user, session_id)
+        return Response(SessionOut(data_sessions.session_stop(user=request.user, session=session)).data)
+
+
+class SessionRestartApi(APIView):
+    @extend_schema(request=None, responses={201: SessionOut})
+    def post(self, request, session_id: str):
+        session = data_sessions.session_get_for_user(request.user, session_id)
+        return Response(SessionOut(data_sessions.session_restart(user=request.user, session=session)).data, status=status.HTTP_201_CREATED)

@@ -7,3 +7,6 @@ class SessionsConfig(AppConfig):
     name = "sessions"
     label = "pro_sessions"
     verbose_name = "Sessions and jobs"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401 - connects the receivers

@@ -1,6 +1,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
+from sessions import webui
+
 from . import views
 
 app_name = "portal"
@@ -16,6 +18,10 @@ urlpatterns = [
     path("publish/", views.publish, name="publish"),
     path("apps/<slug:name>/", views.app_detail, name="app"),
     path("apps/<slug:name>/manage", views.app_manage, name="app-manage"),
-    path("launch/<slug:name>/<str:version>", views.launch, name="launch"),
+    path("launch/<slug:name>/<str:version>", webui.launch, name="launch"),
+    path("apps/<slug:name>/versions/<str:version>/", views.version_detail, name="version"),
+    path("sessions/", webui.session_list, name="sessions"),
+    path("sessions/<uuid:session_id>/", webui.session_page, name="session"),
+    path("sessions/<uuid:session_id>/action", webui.session_action, name="session-action"),
     re_path(r"^files/(?P<path>.*)$", views.files, name="files"),
 ]

@@ -146,8 +146,8 @@ def publish(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def launch(request: HttpRequest, name: str, version: str) -> HttpResponse:
-    """The stable link to an app: ``/launch/<app>/latest`` or ``/launch/<app>/<version>``."""
+def version_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    """What a version declares: its pages, identifiers and procedures (read from its manifest)."""
     found = catalog.version_resolve_for_user(request.user, name, version)
     interface = found.manifest.get("interface", {})
     identifiers = {item["name"]: item for item in interface.get("identifiers", [])}
