@@ -5,6 +5,13 @@ does not depend on the platform's internal layout.
 """
 
 from sessions.runtime.loader import load_app
+
+try:  # HiGHS is optional for apps that do not solve
+    from sessions.runtime.highs import attach as attach_highs
+    from sessions.runtime.highs import has_solution
+    from sessions.runtime.highs import run as run_highs
+except ImportError:  # pragma: no cover
+    attach_highs = run_highs = has_solution = None
 from sessions.runtime.sdk import (
     App,
     AppDefinitionError,
@@ -27,5 +34,8 @@ __all__ = [
     "Field",
     "SolveContext",
     "Table",
+    "attach_highs",
+    "has_solution",
     "load_app",
+    "run_highs",
 ]
