@@ -169,3 +169,6 @@ def verify_pending() -> None:
 
     for version_id in AppVersion.objects.filter(verification_state="pending").values_list("pk", flat=True):
         version_verify(version_id=version_id)
+
+
+from tests.livenode import live_node  # noqa: E402, F401 - a fixture for the tests that need real processes
