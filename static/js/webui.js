@@ -345,7 +345,7 @@ async function compareCases() {
       el("caption", {}, item.identifier, item.changed ? el("span", { class: "badge failed" }, " changed") : ""),
       el("thead", {}, el("tr", {}, el("th", {}, "key"), el("th", {}, name(left)), el("th", {}, name(right)))),
       el("tbody", {}, item.cells.map((cell) => el("tr", { class: cell.changed ? "changed" : "" },
-        el("td", {}, cell.key || "—"), el("td", {}, JSON.stringify(cell.left)), el("td", {}, JSON.stringify(cell.right))))))),
+        el("td", {}, cell.key || "—"), el("td", {}, formatValue(cell.left, "float")), el("td", {}, formatValue(cell.right, "float"))))))),
   );
 }
 

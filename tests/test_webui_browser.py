@@ -1,0 +1,145 @@
+"""End to end in a real browser: Playwright drives Debian's Chromium against a live node."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.conftest import publish_as
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.live]
+
+CHROMIUM = "/usr/bin/chromium"
+EXAMPLES = Path(__file__).parents[1] / "examples"
+ARTIFACTS = settings.DATA_DIR / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        yield page, errors
+        browser.close()
+
+
+def shot(page, name: str) -> Path:
+    path = ARTIFACTS / f"webui-{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def total_cost(page) -> float:
+    page.get_by_role("tab", name="Results").click()
+    field = page.get_by_label("Total cost", exact=True)
+    return float(field.input_value())
+
+
+def wait_status(page, pattern: str, timeout: float = 60) -> None:
+    page.wait_for_function(
+        "(pattern) => new RegExp(pattern).test(document.getElementById('status').textContent)",
+        arg=pattern,
+        timeout=timeout * 1000,
+    )
+
+
+@pytest.fixture
+def transport_for_carol(carol, alice, runtime, platform_public_key):
+    """Published before the browser starts: Playwright's event loop forbids the ORM in this thread."""
+    from sessions.runtime import package
+
+    blob, _ = package.pack_folder(EXAMPLES / "transport", platform_public_key)
+    publish_as(alice, blob).app.grants.create(user=carol, level="viewer")
+
+
+def test_transport_edit_solve_save_load_compare(live_node, transport_for_carol, browser_page):
+    page, errors = browser_page
+    base = live_node.url
+
+    page.goto(f"{base}/login/")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "carol-Secret-pw-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    shot(page, "1-catalogue")
+
+    clicked = time.monotonic()
+    page.locator("[data-app=transport] a.button", has_text="Open").click()
+    page.wait_for_selector("#page input.cell")
+    launch_seconds = time.monotonic() - clicked
+    shot(page, "2-opened")
+
+    page.get_by_role("button", name="Solve").click()
+    wait_status(page, "Job \\d+ succeeded")
+    first = total_cost(page)
+    assert first == pytest.approx(153.675)
+    shot(page, "3-solved")
+
+    page.get_by_role("button", name="Cases").click()
+    page.fill("#save-case input[name=name]", "baseline")
+    page.click("#save-case button")
+    page.wait_for_selector("#case-list tr[data-case]")
+    page.keyboard.press("Escape")
+
+    page.get_by_role("tab", name="Data").click()
+    bad = page.get_by_label("demand Chicago")
+    bad.fill("lots")
+    bad.press("Tab")
+    page.wait_for_selector("input.cell.invalid")
+    assert "expected a number" in bad.get_attribute("title")
+    shot(page, "4-bad-value")
+    bad.fill("320")
+    bad.press("Tab")
+    page.wait_for_function("() => !document.querySelector('input.cell.invalid')")
+
+    page.get_by_role("button", name="Solve").click()
+    wait_status(page, "Job \\d+ succeeded")
+    second = total_cost(page)
+    assert second > first
+    shot(page, "5-solved-again")
+
+    page.get_by_role("button", name="Cases").click()
+    page.fill("#save-case input[name=name]", "more-chicago")
+    page.click("#save-case button")
+    page.wait_for_function("() => document.querySelectorAll('#case-list tr[data-case]').length === 2")
+    page.locator("#case-list tr", has_text="baseline").get_by_role("button", name="Load").click()
+    wait_status(page, "Loaded case baseline")
+    for name in ("baseline", "more-chicago"):
+        page.locator("#case-list tr", has_text=name).locator("input.compare-pick").check()
+    page.click("#compare-button")
+    page.wait_for_selector("#comparison table.compare tr.changed")
+    changed = page.locator("#comparison caption", has_text="changed").all_inner_texts()
+    assert any("demand" in text for text in changed) and any("total_cost" in text for text in changed)
+    assert page.locator("#comparison table.compare", has_text="Chicago").locator("tr.changed").count() >= 1
+    shot(page, "6-compared")
+    page.keyboard.press("Escape")
+    assert total_cost(page) == pytest.approx(153.675), "loading the baseline brings its results back"
+    page.get_by_role("tab", name="Data").click()
+    assert page.get_by_label("demand Chicago").input_value() == "300"
+    assert not errors, errors
+    print(f"\nlaunch to interactive: {launch_seconds:.3f} s; screenshots in {ARTIFACTS}")
+
+
+def test_chromium_is_debians(browser_page):
+    page, _ = browser_page
+    assert shutil.which("chromium") == CHROMIUM
+    assert "Chrome" in page.evaluate("navigator.userAgent")
