@@ -61,9 +61,14 @@ def test_launch_links(alice, carol, published, pack):
     assert latest.status_code == 200 and latest.context["version"].version == "2.0.0"
     exact = client.get("/launch/demo/1.0.0")
     assert exact.status_code == 200 and exact.context["version"].version == "1.0.0"
-    assert b"Add up" in exact.content and b"weight" in exact.content
     assert client.get("/launch/demo/3.0.0").status_code == 404
     assert client.get("/launch/other/latest").status_code == 404
+
+
+def test_version_page_shows_the_declared_interface(alice, carol, published):
+    published.app.grants.create(user=carol, level="viewer")
+    page = browser(carol).get("/apps/demo/versions/1.0.0/")
+    assert page.status_code == 200 and b"Add up" in page.content and b"weight" in page.content
 
 
 def test_launch_of_hidden_version_is_not_found_for_users(alice, carol, published, pack):
