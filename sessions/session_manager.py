@@ -22,6 +22,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.utils import timezone
 
 from apps.accounts.models import ApiTicket
@@ -223,6 +224,7 @@ class SessionManager:
             if not started:
                 stopping.wait(settings.PRO_JOB_POLL_SECONDS)
         self.shutdown()
+        connection.close()
 
     def shutdown(self) -> None:
         for session_id, running in list(self.running.items()):

@@ -415,6 +415,7 @@ class SolveWorker:
             if started is None:
                 stopping.wait(settings.PRO_JOB_POLL_SECONDS)
         self.shutdown()
+        connection.close()
 
     def shutdown(self) -> None:
         """Stop every running solve and put its job back in the queue."""

@@ -171,4 +171,5 @@ def verify_pending() -> None:
         version_verify(version_id=version_id)
 
 
+from tests.live import free_port, platform_server  # noqa: E402,F401
 from tests.livenode import live_node  # noqa: E402, F401 - a fixture for the tests that need real processes
