@@ -85,6 +85,7 @@ class JobLogOut(serializers.Serializer):
 
 
 class JobListApi(APIView):
+    session_ticket_allowed = True
     parser_classes = [JSONParser]
 
     @extend_schema(
@@ -130,12 +131,16 @@ class JobListApi(APIView):
 
 
 class JobDetailApi(APIView):
+    session_ticket_allowed = True
+
     @extend_schema(responses=JobOut)
     def get(self, request, job_id: int):
         return Response(JobOut(jobs.job_get_for_user(request.user, job_id)).data)
 
 
 class JobLogApi(APIView):
+    session_ticket_allowed = True
+
     @extend_schema(
         parameters=[OpenApiParameter("offset", OpenApiTypes.INT, description="Byte offset to read from.")],
         responses=JobLogOut,
@@ -151,6 +156,8 @@ class JobLogApi(APIView):
 
 
 class JobInterruptApi(APIView):
+    session_ticket_allowed = True
+
     @extend_schema(request=None, responses=JobOut)
     def post(self, request, job_id: int):
         job = jobs.job_interrupt(user=request.user, job=jobs.job_get_for_user(request.user, job_id))
@@ -158,6 +165,8 @@ class JobInterruptApi(APIView):
 
 
 class JobCancelApi(APIView):
+    session_ticket_allowed = True
+
     @extend_schema(request=None, responses=JobOut)
     def post(self, request, job_id: int):
         job = jobs.job_cancel(user=request.user, job=jobs.job_get_for_user(request.user, job_id))
@@ -180,6 +189,8 @@ def case_response(case: Case, as_json: bool) -> HttpResponse:
 
 
 class JobResultApi(APIView):
+    session_ticket_allowed = True
+
     @extend_schema(
         parameters=[FORMAT],
         responses={
@@ -211,6 +222,7 @@ class CaseOut(serializers.ModelSerializer):
 
 
 class CaseListApi(APIView):
+    session_ticket_allowed = True
     parser_classes = []
 
     @extend_schema(
@@ -250,6 +262,8 @@ class CaseListApi(APIView):
 
 
 class CaseDetailApi(APIView):
+    session_ticket_allowed = True
+
     @extend_schema(parameters=[FORMAT], responses=CASE_RESPONSES)
     def get(self, request, case_id: str):
         return case_response(case_get_for_user(request.user, case_id), request.query_params.get("format") == "json")
@@ -314,7 +328,9 @@ class SessionListApi(APIView):
     def post(self, request):
         given = SessionIn(data=request.data)
         given.is_valid(raise_exception=True)
-        session = data_sessions.session_launch(user=request.user, app_name=given.validated_data["app"], version=given.validated_data["version"])
+        session = data_sessions.session_launch(
+            user=request.user, app_name=given.validated_data["app"], version=given.validated_data["version"]
+        )
         return Response(SessionOut(session).data, status=status.HTTP_201_CREATED)
 
 
@@ -335,4 +351,7 @@ class SessionRestartApi(APIView):
     @extend_schema(request=None, responses={201: SessionOut})
     def post(self, request, session_id: str):
         session = data_sessions.session_get_for_user(request.user, session_id)
-        return Response(SessionOut(data_sessions.session_restart(user=request.user, session=session)).data, status=status.HTTP_201_CREATED)
+        return Response(
+            SessionOut(data_sessions.session_restart(user=request.user, session=session)).data,
+            status=status.HTTP_201_CREATED,
+        )

@@ -24,11 +24,13 @@ CLOSE_UNREACHABLE = 4502
 
 @database_sync_to_async
 def _user_from_ticket(headers: list[tuple[bytes, bytes]]):
-    from apps.accounts.services import ticket_authenticate
+    from apps.accounts.services import ticket_lookup
 
     for name, value in headers:
         if name.lower() == b"authorization" and value.lower().startswith(b"bearer "):
-            return ticket_authenticate(value[7:].decode("latin-1").strip())
+            ticket = ticket_lookup(value[7:].decode("latin-1").strip())
+            # A data session's own ticket is for its calls to the API, not for reaching sessions.
+            return ticket.user if ticket is not None and not ticket.scope else None
     return None
 
 
@@ -67,7 +69,12 @@ class SessionProxyConsumer(AsyncWebsocketConsumer):
             return
         session = await _session_for(user, session_id)
         if session is None:
-            logger.warning("Refused websocket to session %s for %s: not theirs or unknown (%s)", session_id, user.username, self._client())
+            logger.warning(
+                "Refused websocket to session %s for %s: not theirs or unknown (%s)",
+                session_id,
+                user.username,
+                self._client(),
+            )
             await self.close(code=CLOSE_NOT_FOUND)
             return
         session = await self._wait_running(session)

@@ -49,7 +49,11 @@ def session_get_for_user(user: AbstractUser, session_id) -> DataSession:
 
 def session_resumable(user: AbstractUser, app_name: str) -> DataSession | None:
     """The user's live session of an app, if there is one, to offer instead of a new one."""
-    return DataSession.objects.filter(owner=user, app_version__app__name=app_name, state__in=LIVE_SESSION_STATES).select_related("app_version__app").first()
+    return (
+        DataSession.objects.filter(owner=user, app_version__app__name=app_name, state__in=LIVE_SESSION_STATES)
+        .select_related("app_version__app")
+        .first()
+    )
 
 
 def session_launch(*, user: AbstractUser, app_name: str, version: str = "latest") -> DataSession:
@@ -65,7 +69,9 @@ def session_launch(*, user: AbstractUser, app_name: str, version: str = "latest"
             )
         starting = DataSession.objects.filter(state=SessionState.STARTING).count()
         if starting >= settings.PRO_SESSIONS_STARTING_LIMIT:
-            raise TooManySessions("Too many sessions are starting right now: try again in a few seconds.", retry_after=5)
+            raise TooManySessions(
+                "Too many sessions are starting right now: try again in a few seconds.", retry_after=5
+            )
         session = DataSession.objects.create(owner=user, app_version=found, secret=secrets.token_urlsafe(32))
     logger.info("%s launches session %s of %s", user.username, session.pk, found)
     return session
@@ -98,9 +104,15 @@ def session_restart(*, user: AbstractUser, session: DataSession) -> DataSession:
 
 
 def session_claim_starting(*, node: str) -> DataSession | None:
-    for session_id in DataSession.objects.filter(state=SessionState.STARTING, node="").order_by("created_at").values_list("pk", flat=True)[:5]:
+    for session_id in (
+        DataSession.objects.filter(state=SessionState.STARTING, node="")
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:5]
+    ):
         if DataSession.objects.filter(pk=session_id, state=SessionState.STARTING, node="").update(node=node):
-            return DataSession.objects.select_related("owner", "app_version__app", "app_version__runtime").get(pk=session_id)
+            return DataSession.objects.select_related("owner", "app_version__app", "app_version__runtime").get(
+                pk=session_id
+            )
     return None
 
 
@@ -142,10 +154,17 @@ def sessions_idle(*, node: str) -> list[DataSession]:
     from .models import Job, JobState
 
     cutoff = timezone.now() - timedelta(seconds=settings.PRO_SESSION_IDLE_SECONDS)
-    candidates = DataSession.objects.filter(node=node, state=SessionState.RUNNING, connections__lte=0, last_active_at__lt=cutoff)
+    candidates = DataSession.objects.filter(
+        node=node, state=SessionState.RUNNING, connections__lte=0, last_active_at__lt=cutoff
+    )
     idle = []
     for session in candidates.select_related("owner", "app_version"):
-        busy = Job.objects.filter(owner=session.owner, app_version=session.app_version, state__in=[JobState.QUEUED, JobState.RUNNING], created_at__gte=session.created_at).exists()
+        busy = Job.objects.filter(
+            owner=session.owner,
+            app_version=session.app_version,
+            state__in=[JobState.QUEUED, JobState.RUNNING],
+            created_at__gte=session.created_at,
+        ).exists()
         if not busy:
             idle.append(session)
     return idle

@@ -129,7 +129,9 @@ class DataSession(models.Model):
     node = models.CharField(max_length=200, blank=True)
     host = models.CharField(max_length=200, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True)
-    secret = models.CharField(max_length=100, help_text="What the proxy shows the session process; never sent to a browser.")
+    secret = models.CharField(
+        max_length=100, help_text="What the proxy shows the session process; never sent to a browser."
+    )
     pid = models.IntegerField(null=True, blank=True)
     connections = models.IntegerField(default=0, help_text="Browser tabs connected through the proxy now.")
     created_at = models.DateTimeField(default=timezone.now)

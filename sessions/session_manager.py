@@ -49,7 +49,12 @@ class WarmInterpreter:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=settings.PRO_WORK_DIR,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(settings.BASE_DIR), "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"},
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "PYTHONPATH": str(settings.BASE_DIR),
+                "LANG": "C.UTF-8",
+                "PYTHONUNBUFFERED": "1",
+            },
             start_new_session=True,
         )
         self.ready = False
@@ -122,7 +127,10 @@ class SessionManager:
             with default_storage.open(version.package_path, "rb") as handle:
                 archive = package.decrypt(handle.read(), platform_private_key())
             package.extract_archive(archive, workdir / "app")
-            raw_ticket, ticket = ticket_issue_for_user(user=session.owner, ttl_seconds=settings.PRO_SESSION_TICKET_TTL)
+            scope = {"session": str(session.pk), "app": version.app.name}
+            raw_ticket, ticket = ticket_issue_for_user(
+                user=session.owner, ttl_seconds=settings.PRO_SESSION_TICKET_TTL, scope=scope
+            )
             order = {
                 "app_dir": str(workdir / "app"),
                 "secret": session.secret,
@@ -137,14 +145,18 @@ class SessionManager:
             warm.process.stdin.flush()
             line = _read_until(warm.process, "LISTENING", START_TIMEOUT)
             if not line.startswith("LISTENING"):
-                raise RuntimeError(line.removeprefix("START FAILED ").strip() or "the session process did not start listening")
+                raise RuntimeError(
+                    line.removeprefix("START FAILED ").strip() or "the session process did not start listening"
+                )
             port = int(line.split()[1])
         except Exception as exc:
             if warm is not None:
                 kill_process_group(warm.process)
             shutil.rmtree(workdir, ignore_errors=True)
             logger.warning("Session %s failed to start: %s", session.pk, exc)
-            service.session_mark_ended(session=session, state=SessionState.FAILED, error=f"The session could not start: {exc}")
+            service.session_mark_ended(
+                session=session, state=SessionState.FAILED, error=f"The session could not start: {exc}"
+            )
             return
         self.running[str(session.pk)] = RunningSession(session, warm.process, workdir, ticket)
         if not service.session_mark_running(session=session, host="127.0.0.1", port=port, pid=warm.process.pid):
@@ -170,7 +182,11 @@ class SessionManager:
                 self.stop(session_id)
             elif running.process.poll() is not None:
                 code = running.process.returncode
-                service.session_mark_ended(session=running.session, state=SessionState.LOST, error=f"The session process ended unexpectedly (exit {code}).")
+                service.session_mark_ended(
+                    session=running.session,
+                    state=SessionState.LOST,
+                    error=f"The session process ended unexpectedly (exit {code}).",
+                )
                 self.stop(session_id)
             else:
                 self._record_usage(running)
@@ -193,9 +209,9 @@ class SessionManager:
 
     def mark_orphans(self) -> int:
         """Sessions this node was running before it restarted are gone: mark them lost."""
-        return DataSession.objects.filter(node=self.node, state__in=[SessionState.STARTING, SessionState.RUNNING]).update(
-            state=SessionState.LOST, error_message="The node restarted; the session process is gone."
-        )
+        return DataSession.objects.filter(
+            node=self.node, state__in=[SessionState.STARTING, SessionState.RUNNING]
+        ).update(state=SessionState.LOST, error_message="The node restarted; the session process is gone.")
 
     def step(self) -> bool:
         session = service.session_claim_starting(node=self.node)
@@ -228,7 +244,9 @@ class SessionManager:
 
     def shutdown(self) -> None:
         for session_id, running in list(self.running.items()):
-            service.session_mark_ended(session=running.session, state=SessionState.STOPPED, error="The platform stopped.")
+            service.session_mark_ended(
+                session=running.session, state=SessionState.STOPPED, error="The platform stopped."
+            )
             self.stop(session_id)
         for warm in (w for pool in self.pool.values() for w in pool):
             kill_process_group(warm.process)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -173,3 +176,35 @@ def verify_pending() -> None:
 
 from tests.live import free_port, platform_server  # noqa: E402,F401
 from tests.livenode import live_node  # noqa: E402, F401 - a fixture for the tests that need real processes
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Fail a test that leaves a session or solve process of its own running (and kill it)."""
+
+    def ours() -> set[int]:
+        found = set()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                    command = handle.read()
+                with open(f"/proc/{entry.name}/stat") as handle:
+                    state = handle.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if b"sessions.runtime." in command and state != "Z":
+                found.add(int(entry.name))
+        return found
+
+    before = ours()
+    yield
+    deadline = time.monotonic() + 10
+    left = ours() - before
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = ours() - before
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left running: {sorted(left)}"

@@ -1,6 +1,6 @@
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
-from .services import ticket_authenticate
+from .services import ticket_lookup
 
 
 class TicketAuthentication(authentication.BaseAuthentication):
@@ -17,10 +17,31 @@ class TicketAuthentication(authentication.BaseAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Bearer <ticket>'.")
-        user = ticket_authenticate(parts[1])
-        if user is None:
+        ticket = ticket_lookup(parts[1])
+        if ticket is None:
             raise exceptions.AuthenticationFailed("The ticket is unknown, expired or revoked.")
-        return user, parts[1]
+        return ticket.user, ticket
 
     def authenticate_header(self, request) -> str:
         return self.keyword
+
+
+class TicketScope(permissions.BasePermission):
+    """A scoped ticket (a data session's) reaches only the views that allow it, for its own app.
+
+    Views opt in with ``session_ticket_allowed = True``; a request naming an app (``app`` in
+    the body or the query) must name the session's app.
+    """
+
+    message = "This ticket belongs to a data session and cannot make this call."
+
+    def has_permission(self, request, view) -> bool:
+        scope = getattr(request.auth, "scope", None)
+        if not scope:
+            return True
+        if not getattr(view, "session_ticket_allowed", False):
+            return False
+        named = request.query_params.get("app")
+        if named is None and request.method == "POST" and hasattr(request, "data") and isinstance(request.data, dict):
+            named = request.data.get("app")
+        return named is None or named == scope.get("app")

@@ -26,6 +26,11 @@ class ApiTicket(models.Model):
     expires_at = models.DateTimeField(db_index=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    scope = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Empty: the user's full rights. {'session': id, 'app': name}: a data session's own calls only.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -102,7 +102,10 @@ def ticket_issue(*, username: str, password: str, request=None) -> tuple[str, Ap
     return ticket_issue_for_user(user=user)
 
 
-def ticket_issue_for_user(*, user: AbstractUser, ttl_seconds: int | None = None) -> tuple[str, ApiTicket]:
+def ticket_issue_for_user(
+    *, user: AbstractUser, ttl_seconds: int | None = None, scope: dict | None = None
+) -> tuple[str, ApiTicket]:
+    """Issue a ticket; with a ``scope`` it can do only what that scope allows (see TicketScope)."""
     raw = TICKET_PREFIX + secrets.token_urlsafe(32)
     ttl = ttl_seconds or settings.PRO_TICKET_TTL_SECONDS
     ticket = ApiTicket.objects.create(
@@ -110,12 +113,19 @@ def ticket_issue_for_user(*, user: AbstractUser, ttl_seconds: int | None = None)
         key_hash=_hash(raw),
         prefix=raw[: len(TICKET_PREFIX) + 6],
         expires_at=timezone.now() + timedelta(seconds=ttl),
+        scope=scope or {},
     )
     return raw, ticket
 
 
 def ticket_authenticate(raw: str) -> AbstractUser | None:
     """The active user a ticket belongs to, or ``None`` for an unknown, expired or revoked one."""
+    ticket = ticket_lookup(raw)
+    return ticket.user if ticket is not None else None
+
+
+def ticket_lookup(raw: str) -> ApiTicket | None:
+    """The active ticket ``raw`` names, with its user, or ``None``."""
     if not raw.startswith(TICKET_PREFIX):
         return None
     ticket = ApiTicket.objects.select_related("user").filter(key_hash=_hash(raw)).first()
@@ -125,7 +135,7 @@ def ticket_authenticate(raw: str) -> AbstractUser | None:
     # Writing on every request would make the ticket table hot; a minute's precision is plenty.
     if ticket.last_used_at is None or now - ticket.last_used_at > timedelta(minutes=1):
         ApiTicket.objects.filter(pk=ticket.pk).update(last_used_at=now)
-    return ticket.user
+    return ticket
 
 
 def ticket_revoke_all(*, user: AbstractUser) -> int:

@@ -9,110 +9,231 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Case',
+            name="Case",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('kind', models.CharField(choices=[('input', 'Job input'), ('result', 'Job result'), ('saved', 'Saved by a user')], default='saved', max_length=16)),
-                ('storage_path', models.CharField(max_length=500)),
-                ('size', models.BigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('app', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cases', to='catalog.app')),
-                ('app_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='cases', to='catalog.appversion')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cases', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("name", models.CharField(blank=True, max_length=200)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("input", "Job input"), ("result", "Job result"), ("saved", "Saved by a user")],
+                        default="saved",
+                        max_length=16,
+                    ),
+                ),
+                ("storage_path", models.CharField(max_length=500)),
+                ("size", models.BigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "app",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="cases", to="catalog.app"
+                    ),
+                ),
+                (
+                    "app_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="cases",
+                        to="catalog.appversion",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="cases", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='DataSession',
+            name="DataSession",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('state', models.CharField(choices=[('starting', 'Starting'), ('running', 'Running'), ('stopped', 'Stopped'), ('lost', 'Lost'), ('failed', 'Failed to start')], db_index=True, default='starting', max_length=16)),
-                ('node', models.CharField(blank=True, max_length=200)),
-                ('host', models.CharField(blank=True, max_length=200)),
-                ('port', models.PositiveIntegerField(blank=True, null=True)),
-                ('secret', models.CharField(help_text='What the proxy shows the session process; never sent to a browser.', max_length=100)),
-                ('pid', models.IntegerField(blank=True, null=True)),
-                ('connections', models.IntegerField(default=0, help_text='Browser tabs connected through the proxy now.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('last_active_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('stopped_at', models.DateTimeField(blank=True, null=True)),
-                ('error_message', models.TextField(blank=True)),
-                ('memory_mb', models.FloatField(blank=True, null=True)),
-                ('cpu_seconds', models.FloatField(blank=True, null=True)),
-                ('app_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='data_sessions', to='catalog.appversion')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='data_sessions', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("starting", "Starting"),
+                            ("running", "Running"),
+                            ("stopped", "Stopped"),
+                            ("lost", "Lost"),
+                            ("failed", "Failed to start"),
+                        ],
+                        db_index=True,
+                        default="starting",
+                        max_length=16,
+                    ),
+                ),
+                ("node", models.CharField(blank=True, max_length=200)),
+                ("host", models.CharField(blank=True, max_length=200)),
+                ("port", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "secret",
+                    models.CharField(
+                        help_text="What the proxy shows the session process; never sent to a browser.", max_length=100
+                    ),
+                ),
+                ("pid", models.IntegerField(blank=True, null=True)),
+                (
+                    "connections",
+                    models.IntegerField(default=0, help_text="Browser tabs connected through the proxy now."),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("last_active_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("stopped_at", models.DateTimeField(blank=True, null=True)),
+                ("error_message", models.TextField(blank=True)),
+                ("memory_mb", models.FloatField(blank=True, null=True)),
+                ("cpu_seconds", models.FloatField(blank=True, null=True)),
+                (
+                    "app_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="data_sessions",
+                        to="catalog.appversion",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="data_sessions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('procedure', models.CharField(max_length=100)),
-                ('priority', models.IntegerField(default=0, help_text='Higher runs first; equal priorities run first in, first out.')),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=16)),
-                ('attempt', models.PositiveIntegerField(default=0)),
-                ('max_attempts', models.PositiveIntegerField(default=3)),
-                ('node', models.CharField(blank=True, max_length=200)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('not_before', models.DateTimeField(default=django.utils.timezone.now, help_text='The job is not started before this time.')),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('time_limit', models.FloatField(help_text='Seconds of wall-clock time before the solve is interrupted.')),
-                ('memory_limit_mb', models.PositiveIntegerField()),
-                ('progress', models.JSONField(blank=True, default=dict)),
-                ('progress_points', models.JSONField(blank=True, default=list)),
-                ('solver_status', models.CharField(blank=True, max_length=200)),
-                ('error_message', models.TextField(blank=True)),
-                ('interrupt_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('cancel_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('log_path', models.CharField(blank=True, max_length=500)),
-                ('log_size', models.BigIntegerField(default=0)),
-                ('app_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='catalog.appversion')),
-                ('input_case', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='pro_sessions.case')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to=settings.AUTH_USER_MODEL)),
-                ('result_case', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='pro_sessions.case')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("procedure", models.CharField(max_length=100)),
+                (
+                    "priority",
+                    models.IntegerField(
+                        default=0, help_text="Higher runs first; equal priorities run first in, first out."
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("attempt", models.PositiveIntegerField(default=0)),
+                ("max_attempts", models.PositiveIntegerField(default=3)),
+                ("node", models.CharField(blank=True, max_length=200)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "not_before",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, help_text="The job is not started before this time."
+                    ),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "time_limit",
+                    models.FloatField(help_text="Seconds of wall-clock time before the solve is interrupted."),
+                ),
+                ("memory_limit_mb", models.PositiveIntegerField()),
+                ("progress", models.JSONField(blank=True, default=dict)),
+                ("progress_points", models.JSONField(blank=True, default=list)),
+                ("solver_status", models.CharField(blank=True, max_length=200)),
+                ("error_message", models.TextField(blank=True)),
+                ("interrupt_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("cancel_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("log_path", models.CharField(blank=True, max_length=500)),
+                ("log_size", models.BigIntegerField(default=0)),
+                (
+                    "app_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="jobs", to="catalog.appversion"
+                    ),
+                ),
+                (
+                    "input_case",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="pro_sessions.case",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="jobs", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "result_case",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="pro_sessions.case",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='JobLogChunk',
+            name="JobLogChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('attempt', models.PositiveIntegerField()),
-                ('offset', models.BigIntegerField(help_text="Byte offset of this piece in the job's log.")),
-                ('text', models.TextField()),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log_chunks', to='pro_sessions.job')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("attempt", models.PositiveIntegerField()),
+                ("offset", models.BigIntegerField(help_text="Byte offset of this piece in the job's log.")),
+                ("text", models.TextField()),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="log_chunks", to="pro_sessions.job"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['offset'],
+                "ordering": ["offset"],
             },
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['state', '-priority', 'created_at'], name='job_queue_order'),
+            model_name="job",
+            index=models.Index(fields=["state", "-priority", "created_at"], name="job_queue_order"),
         ),
         migrations.AddIndex(
-            model_name='joblogchunk',
-            index=models.Index(fields=['job', 'offset'], name='job_log_offset'),
+            model_name="joblogchunk",
+            index=models.Index(fields=["job", "offset"], name="job_log_offset"),
         ),
     ]

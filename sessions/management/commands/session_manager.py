@@ -14,6 +14,8 @@ class Command(BaseCommand):
         stopping = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
-        self.stdout.write(f"Session manager on {settings.PRO_NODE_NAME}: pool of {settings.PRO_SESSION_POOL} warm interpreters")
+        self.stdout.write(
+            f"Session manager on {settings.PRO_NODE_NAME}: pool of {settings.PRO_SESSION_POOL} warm interpreters"
+        )
         SessionManager(settings.PRO_NODE_NAME).run(stopping)
         self.stdout.write("Session manager stopped")
