@@ -225,7 +225,7 @@ def cmd_app_grant(args) -> None:
     grant = Client(load_config()).json(
         "POST",
         f"apps/{args.name}/grants",
-        json={"username": args.user or "", "group": args.group or "", "level": args.level},
+        json={"level": args.level, **({"username": args.user} if args.user else {"group": args.group})},
     )
     print(f"Granted {grant['username'] or 'group ' + grant['group']} {grant['level']} access to {args.name}.")
 

@@ -1,5 +1,6 @@
 from django.conf import settings
-from django.http import FileResponse, HttpResponse
+from django.core.files.storage import default_storage
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -8,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pro_portal.errors import NotFound
+from pro_portal.streaming import file_download
 from pro_portal.uploads import read_uploaded_bytes
 
 from . import data_sessions, jobs
@@ -181,11 +183,8 @@ FORMAT = OpenApiParameter(
 def case_response(case: Case, as_json: bool) -> HttpResponse:
     if as_json:
         return Response({"case": str(case.id), "app": case.app.name, "identifiers": case_load(case).to_json()})
-    from django.core.files.storage import default_storage
-
-    return FileResponse(
-        default_storage.open(case.storage_path, "rb"), as_attachment=True, filename=f"{case.app.name}-{case.id}.case"
-    )
+    handle = default_storage.open(case.storage_path, "rb")
+    return file_download(handle, case.size, f"{case.app.name}-{case.id}.case")
 
 
 class JobResultApi(APIView):

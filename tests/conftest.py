@@ -208,3 +208,17 @@ def no_leftover_processes():
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes left running: {sorted(left)}"
+
+
+def body_of(response) -> bytes:
+    """The bytes of a response, streamed synchronously or asynchronously."""
+    import asyncio
+
+    content = response.streaming_content if response.streaming else [response.content]
+    if hasattr(content, "__aiter__"):
+
+        async def collect() -> bytes:
+            return b"".join([part async for part in content])
+
+        return asyncio.run(collect())
+    return b"".join(content)

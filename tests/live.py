@@ -1,8 +1,8 @@
-"""The real web server for tests: daphne serving the platform against the test database.
+"""The real web server for tests, serving the platform against the test database.
 
-``platform_server`` starts ``python -m daphne`` in a process group of its own, on a free port,
-with the test's database and storage folder, waits until ``/healthz`` answers, and stops the
-group after the test.
+``platform_server`` starts the ASGI server exactly as ``run_platform`` starts it (uvicorn since
+the platform moved off daphne), in a process group of its own, on a free port, with the test's
+database and storage folder; it waits until ``/healthz`` answers and stops the group after the test.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +77,13 @@ def stop_group(process: subprocess.Popen, timeout: float = 15) -> None:
     process.wait()
 
 
+def web_server_command(host: str, port: int) -> list[str]:
+    """The web server's command line, taken from ``run_platform`` so that tests serve what production serves."""
+    from apps.cluster.management.commands.run_platform import Command
+
+    return Command()._children(host, port)["web"]
+
+
 @dataclass
 class PlatformServer:
     url: str
@@ -92,7 +98,7 @@ class PlatformServer:
 
 @pytest.fixture
 def platform_server(transactional_db, storage_folder, tmp_path):
-    """daphne with the platform, on the test database and this test's storage folder."""
+    """The platform's web server, on the test database and this test's storage folder."""
     from django.conf import settings
 
     port = free_port()
@@ -104,8 +110,8 @@ def platform_server(transactional_db, storage_folder, tmp_path):
         "DATABASE_URL": database_url(),
         "PRO_HTTP_PORT": str(port),
     }
-    log_path = tmp_path / "daphne.log"
-    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pro_portal.asgi:application"]
+    log_path = tmp_path / "web.log"
+    command = web_server_command("127.0.0.1", port)
     with open(log_path, "wb") as sink:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
@@ -117,11 +123,11 @@ def platform_server(transactional_db, storage_folder, tmp_path):
         up = wait_until(lambda: process.poll() is not None or healthy(server.url), START_TIMEOUT, interval=0.1)
         if not up or process.poll() is not None:
             raise AssertionError(
-                f"daphne did not answer /healthz within {START_TIMEOUT:.0f}s "
+                f"{command[2]} did not answer /healthz within {START_TIMEOUT:.0f}s "
                 f"(exit code {process.poll()}); its output:\n{server.log()[-5000:]}"
             )
         yield server
     finally:
         stop_group(process)
         # Shown by pytest when the test fails: what the server logged.
-        print(f"---- daphne output ({log_path}) ----\n{server.log()[-20000:]}")
+        print(f"---- web server output ({log_path}) ----\n{server.log()[-20000:]}")

@@ -1,4 +1,4 @@
-"""A real node for tests: daphne, the solve worker and the session manager as processes.
+"""A real node for tests: the web server (uvicorn), the solve worker and the session manager as processes.
 
 They run against the test database and the test's storage folder, each in a process group
 of its own, and are stopped (and checked gone) after the test.
@@ -78,7 +78,19 @@ def start_node(
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
     commands = {
-        "web": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "pro_portal.asgi:application"]
+        "web": [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--ws",
+            "websockets",
+            "--no-access-log",
+            "pro_portal.asgi:application",
+        ]
     }
     if "solves" in roles:
         commands["solves"] = [*manage, "solve_worker"]

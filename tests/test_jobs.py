@@ -14,7 +14,7 @@ from apps.catalog.models import AppVersion
 from sessions import jobs
 from sessions.models import Job, JobState
 from sessions.supervisor import SolveWorker, process_group_members
-from tests.conftest import publish_as
+from tests.conftest import body_of, publish_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,7 +88,7 @@ def test_submit_run_and_fetch_result(api, alice, lab, worker):
     assert result["identifiers"]["objective"] == pytest.approx(7.5)
     assert result["identifiers"]["cap"] == 7.5
     download = client.get(f"/api/v1/jobs/{job.pk}/result")
-    assert b"".join(download.streaming_content).startswith(b"PROCASE")
+    assert body_of(download).startswith(b"PROCASE")
     log = client.get(f"/api/v1/jobs/{job.pk}/log").json()
     assert "objective 7.5" in log["text"] and log["finished"]
     assert client.get(f"/api/v1/jobs/{job.pk}/log?offset={log['offset']}").json()["text"] == ""

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from apps.catalog.models import App, AppVersion
-from tests.conftest import publish_as
+from tests.conftest import body_of, publish_as
 
 pytestmark = pytest.mark.django_db
 
@@ -152,7 +152,7 @@ def test_files_page_upload_download_delete(carol, storage_folder):
     assert (storage_folder / "users/carol/numbers.csv").read_bytes() == b"1,2,3\n"
     assert b"numbers.csv" in response.content
     download = client.get("/api/v1/storage/users/carol/numbers.csv")
-    assert b"".join(download.streaming_content) == b"1,2,3\n"
+    assert body_of(download) == b"1,2,3\n"
     response = client.post("/files/users/carol/", {"action": "delete", "path": "users/carol/numbers.csv"}, follow=True)
     assert "Deleted users/carol/numbers.csv." in messages_of(response)
 

@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.conftest import body_of
+
 pytestmark = pytest.mark.django_db
 
 
@@ -10,7 +12,7 @@ def put(client, path, content: bytes):
 
 
 def get_bytes(response) -> bytes:
-    return b"".join(response.streaming_content)
+    return body_of(response)
 
 
 def test_private_folder_round_trip(api, carol, storage_folder):

@@ -105,7 +105,11 @@ class AppIconApi(APIView):
         app = selectors.app_get_for_user(request.user, name)
         if not app.icon_path:
             raise NotFound(f"App {name!r} has no icon.")
-        return FileResponse(default_storage.open(app.icon_path), filename=app.icon_path.rsplit("/", 1)[-1])
+        handle = default_storage.open(app.icon_path)
+        response = FileResponse(
+            handle, filename=app.icon_path.rsplit("/", 1)[-1]
+        )  # small: a sync file response is fine
+        return response
 
 
 class VersionListApi(APIView):

@@ -1,10 +1,10 @@
-from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from pro_portal.streaming import file_download
 from pro_portal.uploads import declared_length
 
 from . import services
@@ -42,9 +42,7 @@ class StorageApi(APIView):
             entries = services.storage_list(user=request.user, path=path)
             return Response(FolderOut({"path": services.normalize_path(path), "entries": entries}).data)
         handle, size = services.storage_open(user=request.user, path=path)
-        response = FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])
-        response["Content-Length"] = str(size)
-        return response
+        return file_download(handle, size, path.rsplit("/", 1)[-1])
 
     @extend_schema(
         parameters=[PATH], request={"application/octet-stream": OpenApiTypes.BINARY}, responses={201: EntryOut}

@@ -13,23 +13,24 @@ STOP_GRACE_SECONDS = 10
 
 
 class Command(BaseCommand):
-    help = (
-        "Start the platform on this node: web (daphne), task workers (qcluster), the solve worker and the node agent."
-    )
+    help = "Start the platform on this node: web (uvicorn), task workers (qcluster), the solve worker, the session manager and the node agent."
 
     def _children(self, host: str, port: int) -> dict[str, list[str]]:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        # uvicorn rather than daphne: daphne queues a whole request body in memory, uvicorn streams it.
         web = [
             sys.executable,
             "-m",
-            "daphne",
-            "-b",
+            "uvicorn",
+            "--host",
             host,
-            "-p",
+            "--port",
             str(port),
+            "--ws",
+            "websockets",
             "--proxy-headers",
-            "pro_portal.asgi:application",
         ]
+        web += ["--no-access-log", "pro_portal.asgi:application"]
         roles = set(settings.PRO_NODE_ROLES)
         children = {"agent": [*manage, "node_agent"]}
         if "web" in roles:
