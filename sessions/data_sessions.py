@@ -56,6 +56,18 @@ def session_resumable(user: AbstractUser, app_name: str) -> DataSession | None:
     )
 
 
+def live_sessions_by_app(user: AbstractUser) -> dict[int, DataSession]:
+    """The user's live sessions, one per app (the newest), for the catalogue's Resume links."""
+    found: dict[int, DataSession] = {}
+    for session in (
+        DataSession.objects.filter(owner=user, state__in=LIVE_SESSION_STATES)
+        .select_related("app_version")
+        .order_by("created_at")
+    ):
+        found[session.app_version.app_id] = session
+    return found
+
+
 def session_launch(*, user: AbstractUser, app_name: str, version: str = "latest") -> DataSession:
     """Ask for a new data session of an app version the user may use."""
     found = catalog.version_resolve_for_user(user, app_name, version)

@@ -125,10 +125,8 @@ def test_app_pack_publish_and_manage_versions(
     alice_pro = pro_as("alice")
 
     first = tmp_path / "cli-demo-1.proapp"
-    done = alice_pro.run(
-        "app", "pack", str(make_app_folder(name="cli-demo", version="1.0.0")), "--url", platform_server.url,
-        "-o", str(first),
-    )  # fmt: skip
+    folder = make_app_folder(name="cli-demo", version="1.0.0")
+    done = alice_pro.run("app", "pack", str(folder), "--url", platform_server.url, "-o", str(first))
     assert done.stdout.startswith(f"Packed cli-demo 1.0.0 into {first} (")
     assert first.stat().st_size > 0
     assert alice_pro.run("app", "publish", str(first)).stdout.strip() == "Published cli-demo; latest is 1.0.0."

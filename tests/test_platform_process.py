@@ -160,13 +160,16 @@ class RunningPlatform:
         assert found, f"not all of {sorted(CHILDREN)} run under run_platform: {descendants(self.process.pid)}"
         return found
 
-    def stop(self, sig: signal.Signals) -> tuple[int, list[Proc]]:
-        """Signal run_platform alone (not its process group) and wait for it to exit.
+    def stop(self, sig: signal.Signals, *, group: bool = False) -> tuple[int, list[Proc]]:
+        """Signal run_platform (with ``group``, its whole process group, as Ctrl-C in a terminal does).
 
-        Return its exit code and the descendants it had just before the signal.
+        Wait for it to exit; return its exit code and the descendants it had just before the signal.
         """
         before = descendants(self.process.pid)
-        self.process.send_signal(sig)
+        if group:
+            os.killpg(self.process.pid, sig)
+        else:
+            self.process.send_signal(sig)
         try:
             code = self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -206,8 +209,9 @@ def counts(platform: FreshPlatform) -> dict[str, int]:
 
 
 def assert_all_gone(procs: list[Proc], log: str) -> None:
-    left = wait_until(lambda: [p for p in procs if still_there(p)] or None, 5) or []
-    left = [p for p in left if still_there(p)]
+    # Orphans are reaped by init, which may take a moment: poll until none is left.
+    wait_until(lambda: not any(still_there(p) for p in procs), 5)
+    left = [p for p in procs if still_there(p)]
     assert not left, f"still there after run_platform stopped: {left}\n{log[-5000:]}"
 
 
@@ -288,6 +292,8 @@ def test_http_port_moves_the_web_server(fresh, start_platform):
     assert answer == {"status": "ok", "node": fresh.env["PRO_NODE_NAME"]}
     assert not healthy(fresh.url)  # the port first chosen for it stays free
 
-    code, before = platform.stop(signal.SIGTERM)
+    # Ctrl-C in a terminal: SIGINT reaches run_platform and every child at once.
+    code, before = platform.stop(signal.SIGINT, group=True)
     assert code == 0, platform.log()[-5000:]
     assert_all_gone(before, platform.log())
+    assert "Platform stopped." in platform.log()

@@ -49,7 +49,7 @@ def test_catalogue_groups_granted_apps_by_category(alice, carol, dave, runtime, 
     page = browser(carol).get("/").content.decode()
     assert "Vehicle routing" in page and "Blending" in page and "Secret model" not in page
     assert page.index("Logistics") < page.index("Process")
-    assert 'href="/launch/routing/latest"' in page
+    assert 'action="/launch/routing/latest"' in page
     assert "No apps are shared with you yet" in browser(dave).get("/").content.decode()
 
 

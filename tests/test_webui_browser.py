@@ -83,7 +83,7 @@ def test_transport_edit_solve_save_load_compare(live_node, transport_for_carol, 
     shot(page, "1-catalogue")
 
     clicked = time.monotonic()
-    page.locator("[data-app=transport] a.button", has_text="Open").click()
+    page.locator("[data-app=transport]").get_by_role("button", name="Open").click()
     page.wait_for_selector("#page input.cell")
     launch_seconds = time.monotonic() - clicked
     shot(page, "2-opened")

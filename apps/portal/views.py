@@ -33,11 +33,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 @login_required
 def catalogue(request: HttpRequest) -> HttpResponse:
+    from sessions.data_sessions import live_sessions_by_app
+
     grouped: OrderedDict[str, list] = OrderedDict()
+    live = live_sessions_by_app(request.user)
     for app in catalog.apps_for_user(request.user).order_by("category", "title"):
         versions = catalog.versions_for_user(request.user, app)
         if versions:
-            grouped.setdefault(app.category, []).append({"app": app, "versions": versions})
+            grouped.setdefault(app.category, []).append(
+                {"app": app, "versions": versions, "live_session": live.get(app.pk)}
+            )
     return render(request, "portal/catalogue.html", {"categories": grouped})
 
 
