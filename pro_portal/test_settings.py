@@ -10,6 +10,8 @@ from .settings import *  # noqa: F403
 # Hashing is not under test; the default hasher costs a quarter second per login.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# One test database per run, so that two runs on one machine never share (or drop) each other's.
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
-    # One file per test run, so that two runs on one machine never share a database.
     DATABASES["default"]["TEST"] = {"NAME": DATA_DIR / f"test-db-{os.getpid()}.sqlite3"}  # noqa: F405
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_pro_platform_{os.getpid()}"}  # noqa: F405
