@@ -87,7 +87,7 @@ def start_node(
             "--port",
             str(port),
             "--ws",
-            "websockets",
+            "websockets-sansio",
             "--no-access-log",
             "pro_portal.asgi:application",
         ]

@@ -109,8 +109,8 @@ class GrantOut(serializers.ModelSerializer):
 
 
 class GrantIn(serializers.Serializer):
-    username = serializers.CharField(max_length=150, required=False, default="")
-    group = serializers.CharField(max_length=150, required=False, default="")
+    username = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
+    group = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
     level = serializers.ChoiceField(choices=AccessLevel.values, default=AccessLevel.VIEWER)
 
 

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from sessions import webui
+from sessions import job_views, webui
 
 from . import views
 
@@ -20,6 +20,11 @@ urlpatterns = [
     path("apps/<slug:name>/manage", views.app_manage, name="app-manage"),
     path("launch/<slug:name>/<str:version>", webui.launch, name="launch"),
     path("apps/<slug:name>/versions/<str:version>/", views.version_detail, name="version"),
+    path("apps/<slug:name>/versions/<str:version>/submit", job_views.job_submit, name="job-submit"),
+    path("jobs/", job_views.job_list, name="jobs"),
+    path("jobs/<int:job_id>/", job_views.job_detail, name="job"),
+    path("jobs/<int:job_id>/action", job_views.job_action, name="job-action"),
+    path("statistics/", job_views.job_statistics_page, name="statistics"),
     path("sessions/", webui.session_list, name="sessions"),
     path("sessions/<uuid:session_id>/", webui.session_page, name="session"),
     path("sessions/<uuid:session_id>/action", webui.session_action, name="session-action"),

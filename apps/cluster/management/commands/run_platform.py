@@ -27,7 +27,7 @@ class Command(BaseCommand):
             "--port",
             str(port),
             "--ws",
-            "websockets",
+            "websockets-sansio",
             "--proxy-headers",
         ]
         web += ["--no-access-log", "pro_portal.asgi:application"]

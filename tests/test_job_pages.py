@@ -1,0 +1,108 @@
+"""Portal pages of jobs: list, job page, submit from the version page, statistics."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from sessions import jobs
+from sessions.models import Job
+from sessions.statistics import job_statistics
+from tests.test_jobs import lab  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.django_db
+
+
+def browser(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_jobs_page_and_its_data(alice, carol, admin_user, lab):  # noqa: F811
+    job = jobs.job_submit(user=alice, app_name="lab", procedure="solve")
+    page = browser(alice).get("/jobs/")
+    assert page.status_code == 200 and b"jobs-list.js" in page.content
+    assert [j["id"] for j in browser(alice).get("/api/v1/jobs").json()] == [job.pk]
+    assert browser(carol).get("/api/v1/jobs").json() == []
+    assert b'data-show-owner="1"' in browser(admin_user).get("/jobs/").content
+
+
+def test_job_page_is_private(alice, carol, lab):  # noqa: F811
+    job = jobs.job_submit(user=alice, app_name="lab", procedure="solve")
+    assert browser(alice).get(f"/jobs/{job.pk}/").status_code == 200
+    assert browser(carol).get(f"/jobs/{job.pk}/").status_code == 404
+    assert browser(carol).post(f"/jobs/{job.pk}/action", {"action": "cancel"}).status_code == 404
+
+
+def test_submit_from_the_version_page(alice, lab):  # noqa: F811
+    client = browser(alice)
+    page = client.get("/apps/lab/versions/1.0.0/")
+    assert b"Run a solve" in page.content and b'value="slow"' in page.content
+    response = client.post(
+        "/apps/lab/versions/1.0.0/submit", {"procedure": "solve", "priority": "3", "time_limit": "30"}, follow=True
+    )
+    job = Job.objects.get()
+    assert response.redirect_chain[-1][0] == f"/jobs/{job.pk}/"
+    assert job.priority == 3 and job.time_limit == 30
+    assert f"Job {job.pk} is queued." in messages_of(response)
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"procedure": "reset"}, "has no solve procedure"),
+        ({"procedure": "solve", "priority": "high"}, "is not a number"),
+    ],
+)
+def test_refused_submission_shows_why(alice, lab, form, message):  # noqa: F811
+    response = browser(alice).post("/apps/lab/versions/1.0.0/submit", form, follow=True)
+    assert any(message in m for m in messages_of(response))
+    assert not Job.objects.exists()
+
+
+def test_cancel_and_interrupt_from_the_job_page(alice, lab):  # noqa: F811
+    job = jobs.job_submit(user=alice, app_name="lab", procedure="solve")
+    client = browser(alice)
+    refused = client.post(f"/jobs/{job.pk}/action", {"action": "interrupt"}, follow=True)
+    assert any("Only a running job can be interrupted" in m for m in messages_of(refused))
+    done = client.post(f"/jobs/{job.pk}/action", {"action": "cancel"}, follow=True)
+    assert f"Job {job.pk} is cancelled." in messages_of(done)
+    job.refresh_from_db()
+    assert job.state == "cancelled"
+
+
+def test_statistics(alice, admin_user, lab):  # noqa: F811
+    now = timezone.now()
+    for queue, run in ((1, 10), (2, 20), (3, 30), (4, 40), (100, 1000)):
+        job = jobs.job_submit(user=alice, app_name="lab", procedure="solve")
+        Job.objects.filter(pk=job.pk).update(
+            created_at=now - timedelta(seconds=queue + run),
+            started_at=now - timedelta(seconds=run),
+            finished_at=now,
+            state="succeeded",
+        )
+    jobs.job_submit(user=alice, app_name="lab", procedure="solve")  # queued: not counted yet
+    [row] = job_statistics(days=1)
+    assert row["app"] == "lab" and row["jobs"] == 5
+    assert row["queue_median"] == pytest.approx(3) and row["queue_p95"] == pytest.approx(100)
+    assert row["run_median"] == pytest.approx(30) and row["run_p95"] == pytest.approx(1000)
+    page = browser(admin_user).get("/statistics/?app=lab&days=7")
+    assert page.status_code == 200 and b"3.00 s" in page.content and b"1000.00 s" in page.content
+    assert browser(alice).get("/statistics/").status_code == 403
+
+
+def test_static_scripts_are_served(alice):
+    client = browser(alice)
+    for path in (
+        "/static/js/jobs-list.js",
+        "/static/js/job-detail.js",
+        "/static/js/webui.js",
+        "/static/vendor/chartjs/chart.umd.min.js",
+    ):
+        assert client.get(path).status_code == 200, path
