@@ -178,6 +178,19 @@ from tests.live import free_port, platform_server  # noqa: E402,F401
 from tests.livenode import live_node  # noqa: E402, F401 - a fixture for the tests that need real processes
 
 
+def _started_by_tests(pid: str) -> bool:
+    """Whether a process works in a folder of the tests (not a platform someone runs beside them)."""
+    import tempfile
+
+    from django.conf import settings
+
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return cwd.startswith((str(settings.DATA_DIR), tempfile.gettempdir() + "/pytest-of-"))
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes():
     """Fail a test that leaves a session or solve process of its own running (and kill it)."""
@@ -194,7 +207,7 @@ def no_leftover_processes():
                     state = handle.read().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if b"sessions.runtime." in command and state != "Z":
+            if b"sessions.runtime." in command and state != "Z" and _started_by_tests(entry.name):
                 found.add(int(entry.name))
         return found
 

@@ -56,6 +56,11 @@ class Command(BaseCommand):
         while not stopping and failed is None:
             time.sleep(0.5)
             failed = next((name for name, p in processes.items() if p.poll() is not None), None)
+        if failed and not stopping:
+            # Ctrl-C in a terminal reaches every child too; this process's own signal may land a moment later.
+            time.sleep(1.0)
+        if failed and stopping:
+            failed = None
         if failed:
             self.stderr.write(
                 f"{failed} stopped unexpectedly (exit {processes[failed].returncode}); stopping the platform."
