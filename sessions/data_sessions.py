@@ -162,15 +162,19 @@ def session_touch(*, session: DataSession) -> None:
 
 
 def sessions_idle(*, node: str) -> list[DataSession]:
-    """Running sessions of a node with no tab connected and no running job, past their idle timeout."""
+    """Running sessions of a node with no tab connected and no running job, past their idle timeout.
+
+    The timeout is the app version's ``session_idle_timeout`` (manifest) or ``PRO_SESSION_IDLE_SECONDS``.
+    """
     from .models import Job, JobState
 
-    cutoff = timezone.now() - timedelta(seconds=settings.PRO_SESSION_IDLE_SECONDS)
-    candidates = DataSession.objects.filter(
-        node=node, state=SessionState.RUNNING, connections__lte=0, last_active_at__lt=cutoff
-    )
+    now = timezone.now()
+    candidates = DataSession.objects.filter(node=node, state=SessionState.RUNNING, connections__lte=0)
     idle = []
     for session in candidates.select_related("owner", "app_version"):
+        timeout = session.app_version.manifest.get("session_idle_timeout") or settings.PRO_SESSION_IDLE_SECONDS
+        if session.last_active_at > now - timedelta(seconds=timeout):
+            continue
         busy = Job.objects.filter(
             owner=session.owner,
             app_version=session.app_version,

@@ -140,3 +140,22 @@ def test_portal_open_and_resume(carol, transport, manager):  # noqa: F811
     assert b"Resume it" in again.content and str(session.pk).encode() in again.content
     listing = browser.get("/sessions/")
     assert b"Transport" in listing.content
+
+
+def test_idle_timeout_per_app(carol, transport, settings):  # noqa: F811
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.PRO_SESSION_IDLE_SECONDS = 3600
+    transport.manifest = {**transport.manifest, "session_idle_timeout": 60}
+    transport.save(update_fields=["manifest"])
+    session = data_sessions.session_launch(user=carol, app_name="transport")
+    DataSession.objects.filter(pk=session.pk).update(
+        state=SessionState.RUNNING, node="n", last_active_at=timezone.now() - timedelta(seconds=90)
+    )
+    assert [s.pk for s in data_sessions.sessions_idle(node="n")] == [session.pk]
+    settings.PRO_SESSION_IDLE_SECONDS = 30
+    transport.manifest = {**transport.manifest, "session_idle_timeout": 600}
+    transport.save(update_fields=["manifest"])
+    assert data_sessions.sessions_idle(node="n") == []

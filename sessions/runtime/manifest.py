@@ -34,6 +34,7 @@ KNOWN_KEYS = {
     "category",
     "icon",
     "time_limit",
+    "session_idle_timeout",
     "interface",
     "sdk_version",
 }
@@ -59,6 +60,7 @@ class Manifest:
     icon: str
     time_limit: float | None
     interface: dict[str, Any]
+    session_idle_timeout: float | None = None
 
     @property
     def entry_module_path(self) -> str:
@@ -77,6 +79,7 @@ class Manifest:
             "category": self.category,
             "icon": self.icon,
             "time_limit": self.time_limit,
+            "session_idle_timeout": self.session_idle_timeout,
             "interface": self.interface,
         }
 
@@ -139,11 +142,8 @@ def validate_manifest(data: Any, *, require_interface: bool = True) -> Manifest:
     icon = _text(data, "icon")
     if icon and not icon.lower().endswith(ICON_SUFFIXES):
         raise ManifestError("bad_manifest", f"icon {icon!r} must be one of {', '.join(ICON_SUFFIXES)}")
-    time_limit = data.get("time_limit")
-    if time_limit is not None and (
-        isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or time_limit <= 0
-    ):
-        raise ManifestError("bad_manifest", "time_limit must be a positive number of seconds")
+    time_limit = _seconds(data, "time_limit")
+    idle_timeout = _seconds(data, "session_idle_timeout")
     interface = data.get("interface")
     if require_interface:
         check_interface(interface)
@@ -156,9 +156,19 @@ def validate_manifest(data: Any, *, require_interface: bool = True) -> Manifest:
         description=_text(data, "description", limit=4000),
         category=_text(data, "category", limit=64) or "General",
         icon=icon,
-        time_limit=float(time_limit) if time_limit is not None else None,
+        time_limit=time_limit,
         interface=interface or {},
+        session_idle_timeout=idle_timeout,
     )
+
+
+def _seconds(data: dict, key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ManifestError("bad_manifest", f"{key} must be a positive number of seconds")
+    return float(value)
 
 
 def check_interface(interface: Any) -> None:
