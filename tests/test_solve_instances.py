@@ -102,3 +102,17 @@ def test_interrupted_mip_returns_its_incumbent(api, alice, runtime, platform_pub
     served = sum(row[-1] for row in result["flow"])
     assert served == pytest.approx(sum(row[-1] for row in values["demand"]), rel=1e-6)
     assert job.progress_points[-1]["bound"] <= result["total_cost"] + 1e-6
+
+
+def test_partial_input_keeps_the_apps_own_data(api, alice, runtime, platform_public_key):
+    publish_example(alice, "transport", platform_public_key)
+    client = api(alice)
+    body = {"app": "transport", "procedure": "solve", "input": {"demand": [["Chicago", 320]]}}
+    job = Job.objects.get(pk=client.post("/api/v1/jobs", body, format="json").json()["id"])
+    with RunningWorker(capacity=1):
+        wait_for(job, JobState.SUCCEEDED)
+    result = client.get(f"/api/v1/jobs/{job.pk}/result?format=json").json()["identifiers"]
+    assert result["status"] == "Optimal"
+    assert ["Seattle", 350.0] in result["supply"] and ["New-York", 325.0] in result["demand"]
+    assert ["Chicago", 320.0] in result["demand"]
+    assert result["total_cost"] > 153.675

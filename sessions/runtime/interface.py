@@ -32,7 +32,11 @@ def app_from_interface(manifest: dict[str, Any]) -> App:
             "title": item.get("title", ""),
         }
         if kind == "parameter":
-            app.parameter(item["name"], minimum=item.get("minimum"), maximum=item.get("maximum"), **common)
+            rows = item.get("data") or []
+            data = {(tuple(row[:-1]) if len(row) > 2 else row[0]): row[-1] for row in rows}
+            app.parameter(
+                item["name"], minimum=item.get("minimum"), maximum=item.get("maximum"), data=data or None, **common
+            )
         else:
             app.output(item["name"], **common)
     return app

@@ -149,7 +149,7 @@ class ParameterDef(Identifier):
         return value
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             **super().describe(),
             "index": [s.name for s in self.index],
             "type": self.type,
@@ -158,6 +158,11 @@ class ParameterDef(Identifier):
             "minimum": self.minimum,
             "maximum": self.maximum,
         }
+        if self.data:
+            # The initial values travel with the interface, so that the platform can start a
+            # job's input from the app's own data without importing the app.
+            described["data"] = [[*(k if isinstance(k, tuple) else (k,)), v] for k, v in self.data.items()]
+        return described
 
 
 @dataclass
@@ -530,9 +535,27 @@ class Data:
         for name in ordered:
             value = values[name]
             definition = self.app.identifiers[name]
-            if isinstance(definition, ParameterDef) and not definition.is_scalar and isinstance(value, list):
-                value = {_row_key(row): row[-1] for row in value}
-            self[name] = value
+            if isinstance(definition, ParameterDef) and not definition.is_scalar:
+                self._merge_table(definition, value)
+            else:
+                self[name] = value
+
+    def _merge_table(self, definition: ParameterDef, value: Any) -> None:
+        """Change the given cells of a table (all checked first); cells not given keep their values."""
+        if isinstance(value, list):
+            if not all(isinstance(row, (list, tuple)) and len(row) == len(definition.index) + 1 for row in value):
+                raise DataError(definition.name, f"rows must be [{', '.join(s.name for s in definition.index)}, value]")
+            value = {_row_key(row): row[-1] for row in value}
+        if not isinstance(value, Mapping):
+            raise DataError(definition.name, "expected a table of values")
+        current = self._values[definition.name]
+        checked = {}
+        for key, cell in value.items():
+            key = _normal_key(key)
+            if key not in current:
+                raise DataError(definition.name, "is not an element of its index", key)
+            checked[key] = definition.check(cell, key)
+        current.update(checked)
 
 
 def _normal_key(key: Any) -> Any:
