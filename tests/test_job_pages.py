@@ -3,25 +3,15 @@
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.utils import timezone
 
 from sessions import jobs
 from sessions.models import Job
 from sessions.statistics import job_statistics
+from tests.conftest import browser, messages_of
 from tests.test_jobs import lab  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
-
-
-def browser(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
 
 
 def test_jobs_page_and_its_data(alice, carol, admin_user, lab):  # noqa: F811

@@ -6,19 +6,9 @@ import pytest
 from django.test import Client
 
 from apps.catalog.models import App, AppVersion
-from tests.conftest import body_of, publish_as
+from tests.conftest import body_of, browser, messages_of, publish_as
 
 pytestmark = pytest.mark.django_db
-
-
-def browser(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in response.context["messages"]]
 
 
 def test_login_page_and_redirect(carol):

@@ -1,5 +1,6 @@
 """The sample apps through the real queue: known optima of the public instances, a MIP interrupted."""
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -13,15 +14,7 @@ from tests.test_jobs import RunningWorker, wait_for, wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
-OPTIMA = {
-    "afiro.mps": -464.7531428571,
-    "adlittle.mps": 225494.96316238,
-    "blending.mps": -3200,
-    "avgas.mps": -7.75,
-    "egout.mps": 568.1007,
-    "flugpl.mps": 1201500,
-    "p01.mps": 263,
-}
+OPTIMA = json.loads((EXAMPLES / "instances" / "optima.json").read_text())  # the known optima, shared by the tests
 
 
 def publish_example(user, name: str, public_key):

@@ -1,5 +1,6 @@
 """The MPS solver reproduces the known optima of the public instances."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,15 +10,7 @@ from pro_sdk import SolveContext, load_app
 
 app = load_app(Path(__file__).parents[1])
 INSTANCES = Path(__file__).parents[2] / "instances"
-OPTIMA = {
-    "afiro.mps": -464.7531428571,
-    "adlittle.mps": 225494.96316238,
-    "blending.mps": -3200,
-    "avgas.mps": -7.75,
-    "egout.mps": 568.1007,
-    "flugpl.mps": 1201500,
-    "p01.mps": 263,
-}
+OPTIMA = json.loads((INSTANCES / "optima.json").read_text())  # the known optima, shared by the tests
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMA))
