@@ -111,3 +111,17 @@ def json_server_error(request) -> JsonResponse:
     return JsonResponse(
         error_body("server_error", "The server failed to handle this request; it has been logged."), status=500
     )
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """What a locked-out login gets (django-axes): JSON for the API, a page for the portal."""
+    from django.conf import settings
+    from django.shortcuts import render
+
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = (
+        f"Too many failed logins: this account or address is locked for {minutes} minutes. An admin can unlock it."
+    )
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("locked_out", message), status=429, headers={"Retry-After": str(minutes * 60)})
+    return render(request, "portal/locked.html", {"minutes": minutes}, status=429)

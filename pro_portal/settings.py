@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_q",
+    "axes",
     "apps.accounts",
     "apps.catalog",
     "apps.storage",
@@ -70,6 +72,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "pro_portal.middleware.ApplicationErrorMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "pro_portal.urls"
@@ -187,6 +190,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # django-axes counts failed logins of the portal, the admin and the ticket API together.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("PRO_LOCKOUT_FAILURES", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("PRO_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # lock the account and, separately, the source address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "pro_portal.errors.lockout_response"
+AXES_VERBOSE = False
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:catalogue"
 LOGOUT_REDIRECT_URL = "portal:login"
@@ -248,7 +262,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("PRO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "uvicorn.access": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "uvicorn.access": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # ---------------------------------------------------------------- solve jobs

@@ -28,6 +28,6 @@ class TicketCreateApi(APIView):
     def post(self, request):
         given = TicketRequest(data=request.data)
         given.is_valid(raise_exception=True)
-        raw, ticket = ticket_issue(request=request, **given.validated_data)
+        raw, ticket = ticket_issue(request=request._request, **given.validated_data)
         body = TicketResponse({"ticket": raw, "expires_at": ticket.expires_at, "username": ticket.user.username}).data
         return Response(body, status=status.HTTP_201_CREATED)

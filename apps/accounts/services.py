@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +24,11 @@ TICKET_PREFIX = "pro_t_"
 class AuthenticationFailed(ApplicationError):
     status = 401
     code = "authentication_failed"
+
+
+class LockedOut(ApplicationError):
+    status = 429
+    code = "locked_out"
 
 
 def group_everyone() -> Group:
@@ -97,8 +103,15 @@ def _hash(raw: str) -> str:
 def ticket_issue(*, username: str, password: str, request=None) -> tuple[str, ApiTicket]:
     """Exchange a user name and password for a short-lived ticket; return (ticket, row)."""
     user = authenticate(request, username=username, password=password)
+    if getattr(request, "axes_locked_out", False):
+        minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+        raise LockedOut(
+            f"Too many failed logins: this account or address is locked for {minutes} minutes. An admin can unlock it."
+        )
     if user is None or not user.is_active:
         raise AuthenticationFailed("The user name or password is wrong.")
+    # A ticket is a login: record it as one (last login, and django-axes resets the failure count).
+    user_logged_in.send(sender=user.__class__, request=request, user=user)
     return ticket_issue_for_user(user=user)
 
 
