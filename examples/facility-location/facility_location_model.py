@@ -63,8 +63,21 @@ total_cost = app.output("total_cost", unit="k€", title="Total cost")
 status = app.output("status", type="str", title="Solver status")
 
 
+def _no_plan(data, ctx, reason: str) -> None:
+    data["status"] = reason
+    data["open"] = {}
+    data["flow"] = {}
+    data["total_cost"] = 0.0
+    ctx.log(f"No plan: {reason}")
+
+
 @app.solve(title="Solve", time_limit=120)
 def solve(data, ctx):
+    missing = sum(data["demand"].values()) - sum(data["capacity"].values())
+    if missing > 0:
+        # With every warehouse open the model is a transport problem: feasible iff capacity covers demand.
+        _no_plan(data, ctx, f"Infeasible: total demand exceeds total capacity by {missing:g} t")
+        return
     h = highspy.Highs()
     y = {f: h.addBinary(obj=data["fixed_cost"][f], name=f"open_{f}") for f in data["facilities"]}
     x = {
@@ -72,18 +85,23 @@ def solve(data, ctx):
         for f in data["facilities"]
         for c in data["customers"]
     }
-    for c in data["customers"]:
-        h.addConstr(sum(x[f, c] for f in data["facilities"]) == data["demand"][c])
-        for f in data["facilities"]:
-            h.addConstr(x[f, c] <= data["demand"][c] * y[f])
+    # Without warehouses the demand rows would have no terms (and every demand is 0, as checked above).
+    if data["facilities"]:
+        for c in data["customers"]:
+            h.addConstr(sum(x[f, c] for f in data["facilities"]) == data["demand"][c])
+            for f in data["facilities"]:
+                h.addConstr(x[f, c] <= data["demand"][c] * y[f])
     for f in data["facilities"]:
         h.addConstr(sum(x[f, c] for c in data["customers"]) <= data["capacity"][f] * y[f])
-    data["status"] = run_highs(h, ctx)
-    if not has_solution(h):
-        ctx.log(f"No plan: {data['status']}")
+    solver_status = run_highs(h, ctx)
+    # An interrupted or timed-out MIP still has its best plan so far: report it, with the status.
+    if not has_solution(h) and solver_status != "Empty":
+        _no_plan(data, ctx, solver_status)
         return
-    data["open"] = {f: round(h.val(y[f])) for f in data["facilities"]}
-    data["flow"] = {key: round(h.val(var), 6) for key, var in x.items()}
+    data["status"] = "Optimal" if solver_status == "Empty" else solver_status
+    values = h.getSolution().col_value  # one copy: h.val() per variable is slow on large instances
+    data["open"] = {f: round(values[var.index]) for f, var in y.items()}
+    data["flow"] = {key: round(values[var.index], 6) for key, var in x.items()}
     data["total_cost"] = round(h.getInfo().objective_function_value, 6)
     ctx.log(f"Open: {', '.join(f for f, v in data['open'].items() if v)}; total cost {data['total_cost']} k€")
 

@@ -63,30 +63,41 @@ def check_balance(data):
     data["balance"] = sum(data["supply"].values()) - sum(data["demand"].values())
 
 
+def _no_plan(data, ctx, reason: str) -> None:
+    data["status"] = reason
+    data["shipments"] = {}
+    data["total_cost"] = 0.0
+    ctx.log(f"No shipping plan: {reason}")
+
+
 @app.solve(title="Solve", time_limit=60)
 def solve(data, ctx):
+    check_balance(data)
+    if data["balance"] < 0:
+        # Say why in the modeler's terms rather than let the solver answer a bare "Infeasible".
+        _no_plan(data, ctx, f"Infeasible: total demand exceeds total supply by {-data['balance']:g} cases")
+        return
     h = highspy.Highs()
     x = {}
     for key, unit_cost in data["cost"].items():
         x[key] = h.addVariable(lb=0, obj=unit_cost, name=f"ship_{key[0]}_{key[1]}")
-    for plant in data["plants"]:
-        h.addConstr(
-            sum(x[plant, market] for market in data["markets"]) <= data["supply"][plant], name=f"supply_{plant}"
-        )
-    for market in data["markets"]:
-        h.addConstr(
-            sum(x[plant, market] for plant in data["plants"]) >= data["demand"][market], name=f"demand_{market}"
-        )
-    data["status"] = run_highs(h, ctx)
-    check_balance(data)
-    if data["status"] != "Optimal":
-        data["shipments"] = {}
-        data["total_cost"] = 0.0
-        ctx.log(f"No shipping plan: {data['status']}")
+    # With no markets (or no plants) a row has no terms: a sum of nothing is not a constraint,
+    # and HiGHS calls the resulting model without columns "Empty": nothing to ship is optimal.
+    if data["markets"]:
+        for plant in data["plants"]:
+            shipped = sum(x[plant, market] for market in data["markets"])
+            h.addConstr(shipped <= data["supply"][plant], name=f"supply_{plant}")
+    if data["plants"]:
+        for market in data["markets"]:
+            received = sum(x[plant, market] for plant in data["plants"])
+            h.addConstr(received >= data["demand"][market], name=f"demand_{market}")
+    solver_status = run_highs(h, ctx)
+    if solver_status not in ("Optimal", "Empty"):
+        _no_plan(data, ctx, solver_status)
         return
+    data["status"] = "Optimal"
     values = h.getSolution().col_value
-    columns = list(x)
-    data["shipments"] = {key: round(values[i], 6) for i, key in enumerate(columns)}
+    data["shipments"] = {key: round(values[var.index], 6) for key, var in x.items()}
     data["total_cost"] = round(h.getInfo().objective_function_value, 6)
     ctx.log(f"Total cost {data['total_cost']} k$")
 

@@ -19,6 +19,7 @@ modeler's own pytest.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -61,17 +62,23 @@ def coerce_value(value: Any, value_type: str) -> Any:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"expected a number, got {value!r}") from None
-        if number != number:
-            raise ValueError("expected a number, got NaN")
+        if not math.isfinite(number):  # JSON, and so the WebUI, cannot carry NaN or infinity
+            raise ValueError(f"expected a finite number, got {value!r}")
         return number
     if value_type == "int":
         if isinstance(value, bool):
             raise ValueError("expected an integer, got a boolean")
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())  # exact for large integers given as text
+        except ValueError:
+            pass
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise ValueError(f"expected an integer, got {value!r}") from None
-        if number != int(number):
+        if not math.isfinite(number) or number != int(number):
             raise ValueError(f"expected an integer, got {value!r}")
         return int(number)
     if value_type == "bool":
