@@ -70,12 +70,22 @@ def _drf_message(exc: drf.APIException) -> tuple[str, Any]:
     return str(exc.detail), None
 
 
+def _record_denial(context: dict, exc: Exception) -> None:
+    from apps.accounts.events import security_event
+
+    request = context.get("request")
+    target = f"{request.method} {request.path}" if request is not None else ""
+    security_event("permission.denied", request=request, target=target, outcome="denied", message=str(exc))
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     """DRF's exception handler: every failure becomes the one JSON error shape."""
     # Imported here: rest_framework.views loads the authentication classes, which need services.
     from rest_framework.views import set_rollback
 
     headers = {}
+    if isinstance(exc, (Forbidden, drf.PermissionDenied, DjangoPermissionDenied)):
+        _record_denial(context, exc)
     if isinstance(exc, ApplicationError):
         set_rollback()
         if getattr(exc, "retry_after", None):

@@ -195,6 +195,7 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+PRO_SECURITY_EVENT_RETENTION_DAYS = env_int("PRO_SECURITY_EVENT_RETENTION_DAYS", 365, minimum=1)
 AXES_FAILURE_LIMIT = env_int("PRO_LOCKOUT_FAILURES", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("PRO_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # lock the account and, separately, the source address

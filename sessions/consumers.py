@@ -65,6 +65,7 @@ class SessionProxyConsumer(AsyncWebsocketConsumer):
             user = await _user_from_ticket(self.scope.get("headers", []))
         if user is None:
             logger.warning("Refused websocket to session %s: not logged in (%s)", session_id, self._client())
+            await self._record("session.attach", "", session_id, "denied", reason="not logged in")
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         session = await _session_for(user, session_id)
@@ -90,8 +91,17 @@ class SessionProxyConsumer(AsyncWebsocketConsumer):
             return
         self.session = session
         await self.accept()
+        await self._record("session.attach", user.username, session_id, "success")
         await database_sync_to_async(service.session_attach)(session=session)
         self.relay_task = asyncio.ensure_future(self._relay_from_session())
+
+    async def _record(self, kind: str, actor: str, session_id, outcome: str, **detail) -> None:
+        from apps.accounts.events import security_event
+
+        client = (self.scope.get("client") or ("", 0))[0]
+        await database_sync_to_async(security_event)(
+            kind, actor=actor, target=f"session {session_id}", outcome=outcome, address=client, **detail
+        )
 
     def _client(self) -> str:
         client = self.scope.get("client") or ("?", 0)

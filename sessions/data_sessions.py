@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from apps.accounts.events import security_event
 from apps.catalog import selectors as catalog
 from pro_portal.errors import ApplicationError, Conflict, NotFound
 
@@ -85,6 +86,7 @@ def session_launch(*, user: AbstractUser, app_name: str, version: str = "latest"
                 "Too many sessions are starting right now: try again in a few seconds.", retry_after=5
             )
         session = DataSession.objects.create(owner=user, app_version=found, secret=secrets.token_urlsafe(32))
+    security_event("session.launch", actor=user, target=f"session {session.pk} of {found}")
     logger.info("%s launches session %s of %s", user.username, session.pk, found)
     return session
 

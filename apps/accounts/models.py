@@ -41,3 +41,31 @@ class ApiTicket(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class SecurityEvent(models.Model):
+    """One security-relevant event. Append-only: rows are never changed, only removed by retention."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=64, db_index=True)
+    actor = models.CharField(
+        max_length=150, blank=True, db_index=True, help_text="User name, kept if the user is deleted."
+    )
+    source = models.CharField(max_length=64, blank=True, help_text="The client's address.")
+    target = models.CharField(max_length=300, blank=True)
+    outcome = models.CharField(max_length=16, default="success", db_index=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.actor} {self.outcome}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise PermissionError("security events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("security events are append-only; retention removes old ones")

@@ -128,6 +128,15 @@ def ticket_issue_for_user(
         expires_at=timezone.now() + timedelta(seconds=ttl),
         scope=scope or {},
     )
+    from .events import security_event
+
+    security_event(
+        "ticket.issue",
+        actor=user.username,
+        target=f"ticket {ticket.prefix}…",
+        scope=scope or {},
+        expires=ticket.expires_at.isoformat(),
+    )
     return raw, ticket
 
 
@@ -152,4 +161,8 @@ def ticket_lookup(raw: str) -> ApiTicket | None:
 
 
 def ticket_revoke_all(*, user: AbstractUser) -> int:
-    return ApiTicket.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    from .events import security_event
+
+    count = ApiTicket.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    security_event("ticket.revoke", actor=user.username, target=f"{count} tickets of {user.username}")
+    return count

@@ -65,6 +65,14 @@ def _schedule_housekeeping() -> None:
         name="Remove expired jobs",
         defaults={"func": "sessions.tasks.remove_expired_jobs", "schedule_type": Schedule.HOURLY, "repeats": -1},
     )
+    Schedule.objects.update_or_create(
+        name="Remove expired security events",
+        defaults={
+            "func": "apps.accounts.tasks.remove_expired_security_events",
+            "schedule_type": Schedule.DAILY,
+            "repeats": -1,
+        },
+    )
 
 
 def bootstrap(*, samples_dir: Path | None) -> list[str]:

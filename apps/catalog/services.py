@@ -14,6 +14,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
+from apps.accounts.events import security_event
 from apps.accounts.services import user_is_publisher
 from pro_portal.errors import ApplicationError, Conflict, Forbidden, NotFound, TooLarge
 from sessions.runtime import package
@@ -110,8 +111,14 @@ def app_publish(*, user: AbstractUser, blob: bytes, make_latest: bool = True) ->
     A new version carries the app's grants (they belong to the app) and, with
     ``make_latest``, the ``latest`` tag.
     """
-    manifest, archive = package_validate(blob)
-    _check_publish_rights(user, manifest)
+    try:
+        if not user_is_publisher(user):  # before decrypting anything
+            raise Forbidden("Only publishers and admins can publish apps.")
+        manifest, archive = package_validate(blob)
+        _check_publish_rights(user, manifest)
+    except ApplicationError as exc:
+        security_event("package.upload", actor=user, outcome="failure", reason=exc.code, message=exc.message)
+        raise
     icon = package.read_member(archive, manifest.icon) if manifest.icon else None
     stored: list[str] = []
     try:
@@ -126,6 +133,9 @@ def app_publish(*, user: AbstractUser, blob: bytes, make_latest: bool = True) ->
             default_storage.delete(path)
         raise
     version_verify_later(version)
+    security_event(
+        "package.upload", actor=user, target=f"app {manifest.name} {manifest.version}", sha256=version.package_sha256
+    )
     logger.info("%s published %s %s", user.username, manifest.name, manifest.version)
     return version
 
@@ -315,11 +325,14 @@ def grant_access(*, user: AbstractUser, app: App, level: str, username: str = ""
             raise NotFound(f"There is no group {group_name!r}.")
         lookup = {"group": group}
     grant, _ = AppGrant.objects.update_or_create(app=app, **lookup, defaults={"level": level, "granted_by": user})
+    security_event("grant.add", actor=user, target=f"app {app.name} to {grant.grantee_label}", level=level)
     return grant
 
 
 def grant_revoke(*, user: AbstractUser, app: App, grant_id: int) -> None:
     app_require_manager(user, app)
-    deleted, _ = AppGrant.objects.filter(app=app, pk=grant_id).delete()
-    if not deleted:
+    grant = AppGrant.objects.filter(app=app, pk=grant_id).select_related("user", "group").first()
+    if grant is None:
         raise NotFound(f"App {app.name!r} has no grant {grant_id}.")
+    grant.delete()
+    security_event("grant.revoke", actor=user, target=f"app {app.name} from {grant.grantee_label}")
