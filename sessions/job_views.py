@@ -10,7 +10,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from apps.catalog.selectors import apps_for_user
-from pro_portal.errors import ApplicationError, Forbidden
+from pro_portal.errors import ApplicationError, Forbidden, NotFound
 
 from . import jobs
 from .statistics import job_statistics
@@ -56,6 +56,8 @@ def job_submit(request: HttpRequest, name: str, version: str) -> HttpResponse:
             time_limit=_number(request.POST.get("time_limit"), float, None),
             not_before=parse_datetime(request.POST["start_at"]) if request.POST.get("start_at") else None,
         )
+    except (NotFound, Forbidden):
+        raise  # a version one cannot see: the 404 page, not a hint on its page
     except (ApplicationError, ValueError) as exc:
         messages.error(request, getattr(exc, "message", str(exc)))
         return redirect("portal:version", name=name, version=version)

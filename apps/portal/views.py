@@ -19,7 +19,8 @@ from apps.catalog import services as publishing
 from apps.catalog.keys import platform_key_id
 from apps.catalog.models import AccessLevel
 from apps.storage import services as storage
-from pro_portal.errors import ApplicationError
+from pro_portal.errors import ApplicationError, Forbidden, NotFound
+from pro_portal.streaming import file_download
 from pro_portal.uploads import read_uploaded_bytes
 
 
@@ -176,9 +177,14 @@ def version_detail(request: HttpRequest, name: str, version: str) -> HttpRespons
 
 @login_required
 def files(request: HttpRequest, path: str) -> HttpResponse:
-    """Browse storage: list a folder, upload into it, delete a file."""
+    """Browse storage: list a folder, upload into it, delete a file; a file's own path downloads it."""
     folder = storage.normalize_path(path) if path else ""
+    if request.method == "GET" and folder and not path.endswith("/"):
+        handle, size = storage.storage_open(user=request.user, path=folder)  # NotFound: a 404 page
+        return file_download(handle, size, posixpath.basename(folder))
     if request.method == "POST":
+        if folder and not storage.can_access(request.user, folder):
+            raise NotFound(f"There is no folder {folder!r} you have access to.")
         try:
             if request.POST.get("action") == "delete":
                 target = storage.normalize_path(request.POST.get("path", ""))
@@ -191,11 +197,15 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
                 target = posixpath.join(folder, posixpath.basename(upload.name))
                 storage.storage_put(user=request.user, path=target, stream=upload, declared_length=upload.size)
                 messages.success(request, f"Uploaded {target}.")
+        except (NotFound, Forbidden):
+            raise  # another user's folder: the 404 page, as for every object one cannot see
         except ApplicationError as exc:
             messages.error(request, exc.message)
         return redirect("portal:files", path=(folder + "/") if folder else "")
     try:
         entries = storage.storage_list(user=request.user, path=folder)
+    except (NotFound, Forbidden):
+        raise
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("portal:files", path="")
