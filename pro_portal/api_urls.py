@@ -1,7 +1,7 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from apps.accounts.api import TicketCreateApi
+from apps.accounts import api as accounts
 from apps.catalog import api as catalog
 from apps.storage.api import StorageApi
 from sessions import api as sessions
@@ -10,8 +10,12 @@ app_name = "api"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    path("auth/tickets", TicketCreateApi.as_view(), name="tickets"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    path("auth/tickets", accounts.TicketCreateApi.as_view(), name="tickets"),
+    path("auth/tickets/current", accounts.CurrentTicketApi.as_view(), name="ticket-current"),
+    path("auth/tickets/current/renew", accounts.TicketRenewApi.as_view(), name="ticket-renew"),
+    path("auth/keys", accounts.ApiKeyListApi.as_view(), name="keys"),
+    path("auth/keys/<int:key_id>", accounts.ApiKeyDetailApi.as_view(), name="key"),
     path("publisher-key", catalog.PublisherKeyApi.as_view(), name="publisher-key"),
     path("runtimes", catalog.RuntimeListApi.as_view(), name="runtimes"),
     path("apps", catalog.AppListApi.as_view(), name="apps"),

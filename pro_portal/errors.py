@@ -84,7 +84,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     from rest_framework.views import set_rollback
 
     headers = {}
-    if isinstance(exc, (Forbidden, drf.PermissionDenied, DjangoPermissionDenied)):
+    already_recorded = getattr(exc, "code", "") == "address_not_allowed"  # as ip.denied
+    if isinstance(exc, (Forbidden, drf.PermissionDenied, DjangoPermissionDenied)) and not already_recorded:
         _record_denial(context, exc)
     if isinstance(exc, ApplicationError):
         set_rollback()

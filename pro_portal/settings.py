@@ -7,6 +7,7 @@ an in-memory channel layer) run one machine; ``DATABASE_URL``, ``PRO_STORAGE_URL
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import socket
 from datetime import timedelta
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "channels",
     "django_q",
     "axes",
+    "csp",
     "apps.accounts",
     "apps.catalog",
     "apps.storage",
@@ -63,14 +65,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.accounts.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.accounts.middleware.NetworkFilterMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "pro_portal.middleware.ApplicationErrorMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -202,6 +207,8 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # lock the account and, se
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "pro_portal.errors.lockout_response"
 AXES_VERBOSE = False
+# REMOTE_ADDR is the client's address once ClientAddressMiddleware has run (trusted proxies only).
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.events.client_address"
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:catalogue"
 LOGOUT_REDIRECT_URL = "portal:login"
@@ -235,6 +242,22 @@ SPECTACULAR_SETTINGS = {
 # ---------------------------------------------------------------- the platform
 
 PRO_TICKET_TTL_SECONDS = env_int("PRO_TICKET_TTL", 15 * 60, minimum=30)
+PRO_TICKET_MAX_AGE_SECONDS = env_int("PRO_TICKET_MAX_AGE", 12 * 3600, minimum=60)
+PRO_API_KEY_MAX_DAYS = env_int("PRO_API_KEY_MAX_DAYS", 0, minimum=0)  # 0: keys may have no expiry
+# IP range filtering: empty lists allow every address; X-Forwarded-For is read only from trusted proxies.
+PRO_ALLOWED_NETWORKS = env_list("PRO_ALLOWED_NETWORKS", [])
+PRO_TRUSTED_PROXIES = env_list("PRO_TRUSTED_PROXIES", [])
+for _name in ("PRO_ALLOWED_NETWORKS", "PRO_TRUSTED_PROXIES"):
+    for _value in globals()[_name]:
+        try:
+            ipaddress.ip_network(_value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{_name}: {_value!r} is not an address range (CIDR, such as 10.0.0.0/8)"
+            ) from None
+if PRO_TRUSTED_PROXIES:
+    USE_X_FORWARDED_HOST = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 PRO_MAX_PACKAGE_BYTES = env_int("PRO_MAX_PACKAGE_BYTES", 256 * 1024 * 1024, minimum=1024)
 PRO_MAX_PACKAGE_UNPACKED_BYTES = env_int("PRO_MAX_PACKAGE_UNPACKED_BYTES", 1024 * 1024 * 1024, minimum=1024)
 PRO_MAX_PACKAGE_ENTRIES = env_int("PRO_MAX_PACKAGE_ENTRIES", 10_000, minimum=10)
@@ -256,6 +279,36 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# ---------------------------------------------------------------- transport
+
+# PRO_HTTPS: the platform is reached over HTTPS (its own certificate, or a TLS-terminating
+# proxy listed in PRO_TRUSTED_PROXIES). Cookies then travel only over HTTPS, plain HTTP is
+# redirected, and browsers are told to use HTTPS only (HSTS).
+PRO_HTTPS = env_bool("PRO_HTTPS", bool(env_str("PRO_TLS_CERT")))
+if PRO_HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("PRO_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("PRO_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("PRO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("PRO_HSTS_PRELOAD", True)
+# Scripts, styles, images and connections from this site only; websockets to the same host.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -17,6 +17,7 @@ WAIT_FOR_START = 20.0  # seconds a browser waits for a starting session before g
 UPSTREAM_QUEUE = 32  # frames buffered from the session before reading pauses (backpressure)
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_ADDRESS_NOT_ALLOWED = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_ENDED = 4410
 CLOSE_UNREACHABLE = 4502
@@ -24,13 +25,26 @@ CLOSE_UNREACHABLE = 4502
 
 @database_sync_to_async
 def _user_from_ticket(headers: list[tuple[bytes, bytes]]):
+    from apps.accounts.api_keys import api_key_lookup
     from apps.accounts.services import ticket_lookup
 
     for name, value in headers:
         if name.lower() == b"authorization" and value.lower().startswith(b"bearer "):
-            ticket = ticket_lookup(value[7:].decode("latin-1").strip())
+            raw = value[7:].decode("latin-1").strip()
+            credential = ticket_lookup(raw) or api_key_lookup(raw)
             # A data session's own ticket is for its calls to the API, not for reaching sessions.
-            return ticket.user if ticket is not None and not ticket.scope else None
+            return credential.user if credential is not None and not credential.scope else None
+    return None
+
+
+@database_sync_to_async
+def _address_refusal(address: str, user, session_id) -> str | None:
+    from apps.accounts.network import AddressNotAllowed, network_enforce
+
+    try:
+        network_enforce(address=address, user=user, via=f"websocket to session {session_id}")
+    except AddressNotAllowed as refusal:
+        return str(refusal)
     return None
 
 
@@ -68,6 +82,11 @@ class SessionProxyConsumer(AsyncWebsocketConsumer):
             await self._record("session.attach", "", session_id, "denied", reason="not logged in")
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        refusal = await _address_refusal(self._address(), user, session_id)
+        if refusal is not None:
+            logger.warning("Refused websocket to session %s: %s", session_id, refusal)
+            await self.close(code=CLOSE_ADDRESS_NOT_ALLOWED)
+            return
         session = await _session_for(user, session_id)
         if session is None:
             logger.warning(
@@ -98,14 +117,15 @@ class SessionProxyConsumer(AsyncWebsocketConsumer):
     async def _record(self, kind: str, actor: str, session_id, outcome: str, **detail) -> None:
         from apps.accounts.events import security_event
 
-        client = (self.scope.get("client") or ("", 0))[0]
         await database_sync_to_async(security_event)(
-            kind, actor=actor, target=f"session {session_id}", outcome=outcome, address=client, **detail
+            kind, actor=actor, target=f"session {session_id}", outcome=outcome, source=self._address(), **detail
         )
 
+    def _address(self) -> str:
+        return (self.scope.get("client") or ("", 0))[0]
+
     def _client(self) -> str:
-        client = self.scope.get("client") or ("?", 0)
-        return f"from {client[0]}"
+        return f"from {self._address() or '?'}"
 
     async def _wait_running(self, session: DataSession) -> DataSession:
         deadline = asyncio.get_running_loop().time() + WAIT_FOR_START

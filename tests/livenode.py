@@ -89,6 +89,7 @@ def start_node(
             "--ws",
             "websockets-sansio",
             "--no-access-log",
+            "--no-proxy-headers",
             "pro_portal.asgi:application",
         ]
     }

@@ -57,6 +57,27 @@ def test_admin_unlocks(carol):
     call_command("axes_reset_username", "carol")
     call_command("axes_reset_ip", "127.0.0.1")
     assert good_ticket().status_code == 201
+    from apps.accounts.models import SecurityEvent
+
+    unlocks = SecurityEvent.objects.filter(kind="login.unlock")
+    assert [e.target for e in unlocks] == ["user carol / address 127.0.0.1"]
+
+
+def test_lockout_follows_the_real_address_behind_a_trusted_proxy(carol, settings):
+    settings.PRO_TRUSTED_PROXIES = ["127.0.0.1/32"]
+    attacker = APIClient(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7")
+    for _ in range(5):
+        bad_ticket(attacker, username="nobody")
+    assert bad_ticket(attacker, username="dave").status_code == 429
+    # Another client behind the same proxy is not locked out with the attacker.
+    other = APIClient(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.8")
+    assert good_ticket(other).status_code == 201
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_address_lock(carol):
+    for number in range(5):
+        bad_ticket(APIClient(HTTP_X_FORWARDED_FOR=f"198.51.100.{number}"), username="nobody")
+    assert good_ticket(APIClient(HTTP_X_FORWARDED_FOR="198.51.100.99")).status_code == 429
 
 
 def test_source_address_is_locked_too(carol, dave):

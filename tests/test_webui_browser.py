@@ -38,6 +38,8 @@ def browser_page():
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # The content-security policy forbids inline script and style: a violation is a bug.
+        page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
         yield page, errors
         browser.close()
 

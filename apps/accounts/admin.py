@@ -1,6 +1,48 @@
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin
+from django.contrib.auth.models import Group
+from django.utils import timezone
 
-from .models import ApiTicket, SecurityEvent
+from .models import ApiKey, ApiTicket, GroupNetworks, SecurityEvent
+
+
+class GroupNetworksInline(admin.StackedInline):
+    """IP range filtering per group, edited with the group."""
+
+    model = GroupNetworks
+    can_delete = True
+    extra = 0
+    max_num = 1
+
+
+class GroupWithNetworksAdmin(GroupAdmin):
+    inlines = [*GroupAdmin.inlines, GroupNetworksInline]
+
+
+admin.site.unregister(Group)
+admin.site.register(Group, GroupWithNetworksAdmin)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Admins see and revoke keys; only their owners create them (the key is shown to them once)."""
+
+    list_display = ("name", "prefix", "user", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("user__username", "prefix", "name")
+    readonly_fields = ("user", "name", "key_hash", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset) -> None:
+        from .events import security_event
+
+        for key in queryset.filter(revoked_at__isnull=True):
+            ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+            security_event("apikey.revoke", request=request, target=f"API key {key.prefix}… ({key.name}) of {key.user}")
 
 
 @admin.register(ApiTicket)

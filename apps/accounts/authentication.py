@@ -1,10 +1,18 @@
 from rest_framework import authentication, exceptions, permissions
 
+from .api_keys import api_key_lookup
+from .events import client_address
+from .network import network_enforce
 from .services import ticket_lookup
 
 
 class TicketAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer <ticket>``: a ticket from ``POST /api/v1/auth/tickets``."""
+    """``Authorization: Bearer <ticket or API key>``.
+
+    Tickets come from ``POST /api/v1/auth/tickets``, keys from ``POST /api/v1/auth/keys``. The
+    user's address must pass the IP range filter; a data session's own ticket is exempt, as
+    its calls come from the platform's servers.
+    """
 
     keyword = "Bearer"
 
@@ -17,10 +25,15 @@ class TicketAuthentication(authentication.BaseAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Bearer <ticket>'.")
-        ticket = ticket_lookup(parts[1])
-        if ticket is None:
-            raise exceptions.AuthenticationFailed("The ticket is unknown, expired or revoked.")
-        return ticket.user, ticket
+        credential = ticket_lookup(parts[1]) or api_key_lookup(parts[1])
+        if credential is None:
+            raise exceptions.AuthenticationFailed("The ticket or key is unknown, expired or revoked.")
+        if not credential.scope:
+            address = client_address(request)
+            network_enforce(
+                address=address, user=credential.user, request=request, via=f"{request.method} {request.path}"
+            )
+        return credential.user, credential
 
     def authenticate_header(self, request) -> str:
         return self.keyword

@@ -22,7 +22,14 @@ def client_address(request) -> str:
 
 
 def security_event(
-    kind: str, *, request=None, actor: Any = None, target: str = "", outcome: str = "success", **detail: Any
+    kind: str,
+    *,
+    request=None,
+    actor: Any = None,
+    target: str = "",
+    outcome: str = "success",
+    source: str | None = None,
+    **detail: Any,
 ) -> None:
     """Record an event; a failure to record is logged, never raised into the action it describes."""
     if actor is None and request is not None:
@@ -34,7 +41,7 @@ def security_event(
         SecurityEvent.objects.create(
             kind=kind,
             actor=(actor or "")[:150],
-            source=client_address(request),
+            source=(source if source is not None else client_address(request))[:64],
             target=str(target)[:300],
             outcome=outcome,
             detail=detail,

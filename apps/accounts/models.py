@@ -43,6 +43,61 @@ class ApiTicket(models.Model):
         return self.revoked_at is None and self.expires_at > timezone.now()
 
 
+class ApiKey(models.Model):
+    """A long-lived bearer key for unattended scripts; created and revoked by its owner, shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="What the key is for, as its owner named it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to recognise a key in lists.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the key does not expire.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…) of {self.user}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+    @property
+    def scope(self) -> dict:
+        """A key carries its owner's full rights, like a personal ticket (see TicketScope)."""
+        return {}
+
+
+class GroupNetworks(models.Model):
+    """The address ranges a group's members may come from (IP range filtering per group)."""
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="networks")
+    networks = models.TextField(
+        help_text="One range per line in CIDR notation (10.0.0.0/8, 2001:db8::/32). "
+        "A member of groups with ranges must come from one of them; groups without ranges add no restriction."
+    )
+
+    class Meta:
+        verbose_name = "group address ranges"
+        verbose_name_plural = "group address ranges"
+
+    def __str__(self) -> str:
+        return f"address ranges of {self.group}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .network import parse_networks
+
+        try:
+            parse_networks(self.networks.split())
+        except ValueError as exc:
+            raise ValidationError({"networks": str(exc)}) from None
+
+
 class SecurityEvent(models.Model):
     """One security-relevant event. Append-only: rows are never changed, only removed by retention."""
 

@@ -96,7 +96,8 @@ def admin_ensure(*, password: str | None) -> tuple[AbstractUser, str | None]:
     return user, generated
 
 
-def _hash(raw: str) -> str:
+def credential_hash(raw: str) -> str:
+    """What is kept of a ticket or key: its SHA-256 (they are random, so no salt is needed)."""
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -110,6 +111,10 @@ def ticket_issue(*, username: str, password: str, request=None) -> tuple[str, Ap
         )
     if user is None or not user.is_active:
         raise AuthenticationFailed("The user name or password is wrong.")
+    from .events import client_address
+    from .network import network_enforce
+
+    network_enforce(address=client_address(request), user=user, request=request, via="POST /api/v1/auth/tickets")
     # A ticket is a login: record it as one (last login, and django-axes resets the failure count).
     user_logged_in.send(sender=user.__class__, request=request, user=user)
     return ticket_issue_for_user(user=user)
@@ -123,7 +128,7 @@ def ticket_issue_for_user(
     ttl = ttl_seconds or settings.PRO_TICKET_TTL_SECONDS
     ticket = ApiTicket.objects.create(
         user=user,
-        key_hash=_hash(raw),
+        key_hash=credential_hash(raw),
         prefix=raw[: len(TICKET_PREFIX) + 6],
         expires_at=timezone.now() + timedelta(seconds=ttl),
         scope=scope or {},
@@ -150,7 +155,7 @@ def ticket_lookup(raw: str) -> ApiTicket | None:
     """The active ticket ``raw`` names, with its user, or ``None``."""
     if not raw.startswith(TICKET_PREFIX):
         return None
-    ticket = ApiTicket.objects.select_related("user").filter(key_hash=_hash(raw)).first()
+    ticket = ApiTicket.objects.select_related("user").filter(key_hash=credential_hash(raw)).first()
     if ticket is None or not ticket.is_active or not ticket.user.is_active:
         return None
     now = timezone.now()
@@ -160,9 +165,43 @@ def ticket_lookup(raw: str) -> ApiTicket | None:
     return ticket
 
 
-def ticket_revoke_all(*, user: AbstractUser) -> int:
+def ticket_renew(*, ticket: ApiTicket) -> ApiTicket:
+    """Extend a personal ticket by its lifetime again, up to its maximum age (then log in again)."""
+    from .events import security_event
+
+    if ticket.scope:
+        raise ApplicationError(
+            "A data session's ticket is not renewed; it ends with its session.", code="not_renewable"
+        )
+    now = timezone.now()
+    latest = ticket.created_at + timedelta(seconds=settings.PRO_TICKET_MAX_AGE_SECONDS)
+    if now >= latest:
+        raise AuthenticationFailed("The ticket has reached its maximum age; ask for a new one with your password.")
+    expires = min(now + timedelta(seconds=settings.PRO_TICKET_TTL_SECONDS), latest)
+    if not ApiTicket.objects.filter(pk=ticket.pk, revoked_at__isnull=True).update(expires_at=expires):
+        raise AuthenticationFailed("The ticket is unknown, expired or revoked.")
+    ticket.expires_at = expires
+    security_event(
+        "ticket.renew", actor=ticket.user.username, target=f"ticket {ticket.prefix}…", expires=expires.isoformat()
+    )
+    return ticket
+
+
+def ticket_max_expiry(ticket: ApiTicket):
+    return ticket.created_at + timedelta(seconds=settings.PRO_TICKET_MAX_AGE_SECONDS)
+
+
+def ticket_revoke(*, ticket: ApiTicket, request=None) -> None:
+    from .events import security_event
+
+    ApiTicket.objects.filter(pk=ticket.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    security_event("ticket.revoke", request=request, actor=ticket.user.username, target=f"ticket {ticket.prefix}…")
+
+
+def ticket_revoke_all(*, user: AbstractUser, reason: str = "") -> int:
+    """Revoke every ticket of the user, data sessions' included (logout, password change)."""
     from .events import security_event
 
     count = ApiTicket.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    security_event("ticket.revoke", actor=user.username, target=f"{count} tickets of {user.username}")
+    security_event("ticket.revoke", actor=user.username, target=f"{count} tickets of {user.username}", reason=reason)
     return count

@@ -1,12 +1,14 @@
+from axes.models import AccessAttempt
 from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
-from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.db.models.signals import post_save
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from .events import security_event
-from .services import group_everyone
+from .services import group_everyone, ticket_revoke_all
 
 
 @receiver(post_save, sender=get_user_model())
@@ -51,3 +53,35 @@ def record_admin_change(sender, instance: LogEntry, created: bool, **kwargs) -> 
         security_event(
             f"admin.{action}", actor=instance.user.username, target=target, message=instance.get_change_message()
         )
+
+
+@receiver(user_logged_out)
+def revoke_tickets_on_logout(sender, request, user, **kwargs) -> None:
+    if user is not None:
+        ticket_revoke_all(user=user, reason="logout")
+
+
+@receiver(pre_save, sender=get_user_model())
+def revoke_tickets_on_password_change(sender, instance, raw: bool = False, **kwargs) -> None:
+    """However the password changes (portal, admin, command), the tickets issued before it end."""
+    update_fields = kwargs.get("update_fields")
+    if raw or instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return
+    old = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
+    if old is not None and old != instance.password:
+        # In the saving transaction: if the new password is not stored, the tickets stay too.
+        security_event("password.change", actor=instance.username, target=f"user {instance.username}")
+        ticket_revoke_all(user=instance, reason="password change")
+
+
+@receiver(post_delete, sender=AccessAttempt)
+def record_unlock(sender, instance: AccessAttempt, **kwargs) -> None:
+    """A lockout ends when its failed attempts are removed: by an admin, a reset command or the cool-off."""
+    if instance.failures_since_start < settings.AXES_FAILURE_LIMIT:
+        return
+    security_event(
+        "login.unlock",
+        actor=instance.username or "",
+        target=f"user {instance.username or '?'} / address {instance.ip_address}",
+        failures=instance.failures_since_start,
+    )

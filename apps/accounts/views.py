@@ -1,16 +1,22 @@
-"""The security event log page: admins filter it and export it as CSV."""
+"""Account pages: the user's own account and API keys; the security event log for admins."""
 
 from __future__ import annotations
 
 import csv
+from datetime import datetime, time
 
+from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.dateparse import parse_date
 
-from pro_portal.errors import Forbidden
+from pro_portal.errors import ApplicationError, Forbidden
 
+from .api_keys import api_key_create, api_key_revoke, api_keys_of
 from .models import SecurityEvent
 
 PAGE_SIZE = 200
@@ -58,3 +64,36 @@ def security_events(request: HttpRequest) -> HttpResponse:
         "filters": request.GET,
     }
     return render(request, "portal/security_events.html", context)
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    """The user's own account: change the password, create and revoke API keys."""
+    password_form = PasswordChangeForm(request.user)
+    created_key = None
+    action = request.POST.get("action") if request.method == "POST" else None
+    if action == "password":
+        password_form = PasswordChangeForm(request.user, request.POST)
+        if password_form.is_valid():
+            password_form.save()  # the tickets issued before are revoked (signals)
+            update_session_auth_hash(request, password_form.user)
+            messages.success(request, "Your password is changed; the API tickets issued before are revoked.")
+            return redirect("portal:account")
+    elif action == "create-key":
+        expires = parse_date(request.POST.get("expires", "")) if request.POST.get("expires") else None
+        expires_at = timezone.make_aware(datetime.combine(expires, time.max)) if expires else None
+        try:
+            # Shown in this response only, never stored in a message or a cookie.
+            created_key, _ = api_key_create(
+                user=request.user, name=request.POST.get("name", ""), expires_at=expires_at, request=request
+            )
+        except ApplicationError as error:
+            messages.error(request, error.message)
+    elif action == "revoke-key":
+        key_id = request.POST.get("key", "")
+        if key_id.isdigit():
+            key = api_key_revoke(user=request.user, key_id=int(key_id), request=request)
+            messages.success(request, f"The key {key.name} is revoked.")
+        return redirect("portal:account")
+    context = {"password_form": password_form, "keys": api_keys_of(request.user), "created_key": created_key}
+    return render(request, "portal/account.html", context)

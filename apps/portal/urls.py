@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from apps.accounts.views import security_events
+from apps.accounts.views import account, security_events
 from sessions import job_views, webui
 
 from . import views
@@ -27,6 +27,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/action", job_views.job_action, name="job-action"),
     path("statistics/", job_views.job_statistics_page, name="statistics"),
     path("security/", security_events, name="security"),
+    path("account/", account, name="account"),
     path("sessions/", webui.session_list, name="sessions"),
     path("sessions/<uuid:session_id>/", webui.session_page, name="session"),
     path("sessions/<uuid:session_id>/action", webui.session_action, name="session-action"),

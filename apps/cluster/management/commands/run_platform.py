@@ -5,7 +5,7 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from pro_portal.env import env_int, env_str
 
@@ -28,8 +28,19 @@ class Command(BaseCommand):
             str(port),
             "--ws",
             "websockets-sansio",
-            "--proxy-headers",
+            # The platform reads X-Forwarded-For itself, from PRO_TRUSTED_PROXIES only.
+            "--no-proxy-headers",
         ]
+        cert, key = env_str("PRO_TLS_CERT"), env_str("PRO_TLS_KEY")
+        if cert or key:
+            missing = [
+                name for name, path in (("PRO_TLS_CERT", cert), ("PRO_TLS_KEY", key)) if not os.path.isfile(path)
+            ]
+            if missing:
+                raise CommandError(
+                    f"HTTPS needs a certificate and its key: set {' and '.join(missing)} to a readable file."
+                )
+            web += ["--ssl-certfile", cert, "--ssl-keyfile", key]
         web += ["--no-access-log", "pro_portal.asgi:application"]
         roles = set(settings.PRO_NODE_ROLES)
         children = {"agent": [*manage, "node_agent"]}
@@ -45,13 +56,13 @@ class Command(BaseCommand):
     def handle(self, **options):
         host = env_str("PRO_HTTP_HOST", "127.0.0.1")
         port = env_int("PRO_HTTP_PORT", 8000, minimum=1)
+        children = self._children(host, port)  # refuses a bad configuration before anything starts
         stopping = []
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        processes = {
-            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in self._children(host, port).items()
-        }
-        self.stdout.write(f"Platform up at http://{host}:{port}/ (data in {settings.DATA_DIR}); Ctrl-C stops it.")
+        processes = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in children.items()}
+        scheme = "https" if env_str("PRO_TLS_CERT") else "http"
+        self.stdout.write(f"Platform up at {scheme}://{host}:{port}/ (data in {settings.DATA_DIR}); Ctrl-C stops it.")
         failed = None
         while not stopping and failed is None:
             time.sleep(0.5)

@@ -1,0 +1,131 @@
+"""Where a request comes from, and whether it may come from there (IP range filtering).
+
+The client address is the TCP peer, unless that peer is one of the configured trusted proxies
+(``PRO_TRUSTED_PROXIES``); only then is ``X-Forwarded-For`` read, from the right, skipping the
+trusted proxies, so that nobody can choose their address by sending the header themselves.
+
+Allow-lists are optional: a global one (``PRO_ALLOWED_NETWORKS``) for every request, and one
+per group (:class:`GroupNetworks`) for the members of that group, wherever they authenticate.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from functools import lru_cache
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from pro_portal.errors import Forbidden
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class AddressNotAllowed(Forbidden):
+    code = "address_not_allowed"
+
+
+def parse_networks(values: Iterable[str]) -> list[Network]:
+    """CIDR ranges (a bare address is a range of one); a ValueError names the first bad one."""
+    networks = []
+    for value in values:
+        value = value.strip()
+        if not value:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an address range in CIDR notation (such as 10.0.0.0/8)") from None
+    return networks
+
+
+def parse_address(value: str) -> Address | None:
+    """An address, or None; IPv4 addresses mapped into IPv6 (``::ffff:10.0.0.1``) count as IPv4."""
+    try:
+        address = ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@lru_cache(maxsize=1)
+def _configured(allowed: tuple[str, ...], trusted: tuple[str, ...]) -> tuple[list[Network], list[Network]]:
+    return parse_networks(allowed), parse_networks(trusted)
+
+
+def allowed_networks() -> list[Network]:
+    return _configured(tuple(settings.PRO_ALLOWED_NETWORKS), tuple(settings.PRO_TRUSTED_PROXIES))[0]
+
+
+def trusted_proxies() -> list[Network]:
+    return _configured(tuple(settings.PRO_ALLOWED_NETWORKS), tuple(settings.PRO_TRUSTED_PROXIES))[1]
+
+
+def _within(address: Address | None, networks: list[Network]) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
+def peer_is_trusted_proxy(peer: str) -> bool:
+    return _within(parse_address(peer), trusted_proxies())
+
+
+def client_address(peer: str, forwarded_for: str | None) -> str:
+    """The client's address for a connection from ``peer`` carrying ``forwarded_for``."""
+    proxies = trusted_proxies()
+    address = parse_address(peer)
+    if address is None:
+        return peer
+    hops = [hop for hop in (forwarded_for or "").split(",") if hop.strip()]
+    while _within(address, proxies) and hops:
+        previous = parse_address(hops.pop())
+        if previous is None:
+            break  # a trusted proxy passed on something that is no address: keep the proxy's own
+        address = previous
+    return str(address)
+
+
+def _group_networks(user: AbstractBaseUser) -> list[Network] | None:
+    """The union of the ranges of the user's groups that have ranges; None when none has."""
+    from .models import GroupNetworks
+
+    texts = list(GroupNetworks.objects.filter(group__user=user).values_list("networks", flat=True))
+    if not texts:
+        return None
+    return parse_networks(" ".join(texts).split())
+
+
+def network_check(*, address: str, user: AbstractBaseUser | AnonymousUser | None = None) -> None:
+    """Refuse (AddressNotAllowed) a client the allow-lists do not admit; no lists, no refusal."""
+    parsed = parse_address(address)
+    networks = allowed_networks()
+    if networks and not _within(parsed, networks):
+        raise AddressNotAllowed(f"Connections from {address} are not allowed on this platform.")
+    if user is None or not user.is_authenticated:
+        return
+    group_networks = _group_networks(user)
+    if group_networks is not None and not _within(parsed, group_networks):
+        raise AddressNotAllowed(f"{user.get_username()} may not connect from {address}.")
+
+
+def network_enforce(*, address: str, user=None, request=None, via: str) -> None:
+    """:func:`network_check`, recording a refusal in the security event log before raising it."""
+    try:
+        network_check(address=address, user=user)
+    except AddressNotAllowed as refusal:
+        from .events import security_event
+
+        actor = user.get_username() if user is not None and user.is_authenticated else ""
+        security_event(
+            "ip.denied",
+            request=request,
+            actor=actor,
+            target=via,
+            outcome="denied",
+            address=address,
+            message=str(refusal),
+        )
+        raise
