@@ -185,6 +185,14 @@ def test_too_many_entries(api, alice, runtime, platform_public_key, storage_fold
     assert_refused(upload(api(alice), encrypted_archive(platform_public_key, files)), 413, "too_large", storage_folder)
 
 
+def test_compression_ratio_limit_is_configurable(api, alice, runtime, platform_public_key, storage_folder, settings):
+    settings.PRO_MAX_PACKAGE_RATIO = 5
+    files = {"manifest.json": good_manifest(), "demo_model.py": b"", "data/zeros.csv": b"0," * 1024 * 1024}
+    response = upload(api(alice), encrypted_archive(platform_public_key, files))
+    assert "expands more than 5 times" in response.json()["error"]["message"]
+    assert_refused(response, 413, "too_large", storage_folder)
+
+
 def test_too_large_package(api, alice, runtime, pack, storage_folder, settings):
     blob = pack()
     settings.PRO_MAX_PACKAGE_BYTES = len(blob) - 1

@@ -66,7 +66,9 @@ def package_validate(blob: bytes) -> tuple[Manifest, bytes]:
             "The upload is empty: send an app package built with 'pro app pack'.", code="not_a_package"
         )
     limits = package.ArchiveLimits(
-        max_entries=settings.PRO_MAX_PACKAGE_ENTRIES, max_uncompressed_bytes=settings.PRO_MAX_PACKAGE_UNPACKED_BYTES
+        max_entries=settings.PRO_MAX_PACKAGE_ENTRIES,
+        max_uncompressed_bytes=settings.PRO_MAX_PACKAGE_UNPACKED_BYTES,
+        max_ratio=settings.PRO_MAX_PACKAGE_RATIO,
     )
     try:
         archive = package.decrypt(blob, platform_private_key())
