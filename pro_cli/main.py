@@ -6,8 +6,9 @@
     pro storage put model.mps apps/mps-solver/data/model.mps
 
 The server and ticket come from ``pro login`` (kept in ``~/.config/pro/config.json``) or from
-``PRO_URL`` and ``PRO_TICKET``; with ``PRO_USERNAME`` and ``PRO_PASSWORD`` set, a fresh ticket
-is fetched whenever needed.
+``PRO_URL`` and ``PRO_TICKET``; a remembered ticket is renewed while it is in use, up to its
+maximum age. Unattended scripts use an API key (``pro key create``) in ``PRO_API_KEY``, or set
+``PRO_USERNAME`` and ``PRO_PASSWORD`` to fetch a fresh ticket whenever needed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import getpass
 import json
 import os
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import requests
 
 CHUNK = 1024 * 1024
 TIMEOUT = (10, 600)
+RENEW_WITHIN = timedelta(minutes=5)  # a remembered ticket this close to its expiry is renewed first
 
 
 class CliError(Exception):
@@ -47,6 +50,10 @@ def load_config() -> dict[str, Any]:
         config["url"] = os.environ["PRO_URL"]
     if os.environ.get("PRO_TICKET"):
         config["ticket"] = os.environ["PRO_TICKET"]
+        config.pop("expires_at", None)
+    if os.environ.get("PRO_API_KEY"):
+        config["ticket"] = os.environ["PRO_API_KEY"]
+        config.pop("expires_at", None)
     return config
 
 
@@ -76,7 +83,28 @@ class Client:
     def _auth(self) -> dict[str, str]:
         if not self.config.get("ticket"):
             self.relogin()
+        self._renew_if_due()
         return {"Authorization": f"Bearer {self.config['ticket']}"}
+
+    def _renew_if_due(self) -> None:
+        """Renew a remembered ticket near its expiry, so that a working session does not end."""
+        expires = self.config.get("expires_at")
+        if not expires:
+            return
+        if datetime.fromisoformat(expires.replace("Z", "+00:00")) - datetime.now(UTC) > RENEW_WITHIN:
+            return
+        try:
+            response = self.http.post(
+                f"{self.url}/api/v1/auth/tickets/current/renew",
+                headers={"Authorization": f"Bearer {self.config['ticket']}"},
+                timeout=TIMEOUT,
+            )
+        except requests.ConnectionError:
+            raise CliError(f"cannot reach {self.url}") from None
+        if response.status_code == 200:
+            self.config["expires_at"] = response.json()["expires_at"]
+            if config_path().is_file() and load_config().get("ticket") == self.config["ticket"]:
+                save_config(self.config)
 
     def relogin(self) -> None:
         username, password = os.environ.get("PRO_USERNAME"), os.environ.get("PRO_PASSWORD")
@@ -143,9 +171,50 @@ def cmd_login(args) -> None:
 
 def cmd_logout(args) -> None:
     config = load_config()
+    if config.get("url") and config.get("ticket", "").startswith("pro_t_"):
+        # Revoke it on the server too; a ticket that already ended is just forgotten.
+        try:
+            requests.delete(
+                f"{config['url'].rstrip('/')}/api/v1/auth/tickets/current",
+                headers={"Authorization": f"Bearer {config['ticket']}"},
+                timeout=TIMEOUT,
+            )
+        except requests.ConnectionError:
+            print(f"Could not reach {config['url']}: the ticket is forgotten here but stays valid until it expires.")
     config.pop("ticket", None)
+    config.pop("expires_at", None)
     save_config(config)
     print("Logged out.")
+
+
+def cmd_key_create(args) -> None:
+    body: dict[str, Any] = {"name": args.name}
+    if args.expires:
+        body["expires_at"] = args.expires
+    key = Client(load_config()).json("POST", "auth/keys", json=body)
+    print(key["key"])
+    expiry = f"expires {key['expires_at']}" if key["expires_at"] else "does not expire"
+    print(f"API key {key['id']} ({key['name']}), {expiry}. It is shown this once: keep it now.", file=sys.stderr)
+
+
+def cmd_key_list(args) -> None:
+    keys = Client(load_config()).json("GET", "auth/keys")
+    rows = [
+        [k["id"], k["name"], k["prefix"] + "…", k["created_at"][:16], (k["expires_at"] or "never")[:16], _key_state(k)]
+        for k in keys
+    ]
+    print_table(rows, ["ID", "NAME", "KEY", "CREATED", "EXPIRES", "STATE"])
+
+
+def _key_state(key: dict[str, Any]) -> str:
+    if key["revoked_at"]:
+        return "revoked"
+    return "active" if key["active"] else "expired"
+
+
+def cmd_key_revoke(args) -> None:
+    Client(load_config()).request("DELETE", f"auth/keys/{args.id}")
+    print(f"API key {args.id} revoked.")
 
 
 def cmd_app_pack(args) -> None:
@@ -397,7 +466,19 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--url")
     login.add_argument("--username")
     login.set_defaults(func=cmd_login)
-    commands.add_parser("logout", help="forget the ticket").set_defaults(func=cmd_logout)
+    commands.add_parser("logout", help="revoke and forget the ticket").set_defaults(func=cmd_logout)
+
+    key = commands.add_parser("key", help="API keys for unattended scripts").add_subparsers(
+        dest="key_command", required=True
+    )
+    key_create = key.add_parser("create", help="create a key; it is printed once")
+    key_create.add_argument("name", help="what the key is for")
+    key_create.add_argument("--expires", help="expiry time, ISO 8601 (e.g. 2027-06-30T00:00:00Z); default: none")
+    key_create.set_defaults(func=cmd_key_create)
+    key.add_parser("list", help="your keys").set_defaults(func=cmd_key_list)
+    key_revoke = key.add_parser("revoke", help="revoke a key")
+    key_revoke.add_argument("id", type=int)
+    key_revoke.set_defaults(func=cmd_key_revoke)
 
     app = commands.add_parser("app", help="pack, publish and manage apps").add_subparsers(
         dest="app_command", required=True

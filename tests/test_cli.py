@@ -17,7 +17,7 @@ from tests.live import free_port
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
 PRO = Path(sys.executable).parent / "pro"
-CLIENT_ENV = ("PRO_URL", "PRO_TICKET", "PRO_USERNAME", "PRO_PASSWORD", "PRO_CONFIG_DIR")
+CLIENT_ENV = ("PRO_URL", "PRO_TICKET", "PRO_API_KEY", "PRO_USERNAME", "PRO_PASSWORD", "PRO_CONFIG_DIR")
 
 
 def password(username: str) -> str:
@@ -101,6 +101,52 @@ def test_login_with_a_wrong_password_fails_clearly(platform_server, alice, tmp_p
     )
     assert "The user name or password is wrong." in stderr
     assert not (tmp_path / "config" / "config.json").exists()
+
+
+def test_logout_revokes_the_ticket_on_the_server(pro_as, alice):
+    from apps.accounts.models import ApiTicket
+
+    client = pro_as("alice")
+    ticket = json.loads((client.config_dir / "config.json").read_text())["ticket"]
+    assert client.run("logout").stdout.strip() == "Logged out."
+    assert ApiTicket.objects.get(user=alice).revoked_at is not None
+    assert "not logged in" in client.fails("app", "list", env={"PRO_URL": client.url})
+    assert "unknown, expired or revoked" in client.fails("app", "list", env={"PRO_TICKET": ticket})
+
+
+def test_a_ticket_near_its_expiry_is_renewed_in_use(pro_as, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.accounts.models import ApiTicket
+
+    client = pro_as("alice")
+    config_file = client.config_dir / "config.json"
+    soon = timezone.now() + timedelta(minutes=2)
+    ApiTicket.objects.filter(user=alice).update(expires_at=soon)
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "expires_at": soon.isoformat()}))
+    client.run("app", "list")
+    renewed = ApiTicket.objects.get(user=alice).expires_at
+    assert renewed > soon + timedelta(minutes=5)
+    assert json.loads(config_file.read_text())["expires_at"] != soon.isoformat()
+
+
+def test_api_keys_for_scripts(pro_as, carol):
+    client = pro_as("carol")
+    created = client.run("key", "create", "nightly import", "--expires", "2099-01-01T00:00:00Z")
+    key = created.stdout.strip()
+    assert key.startswith("pro_k_") and "shown this once" in created.stderr
+    listed = client.run("key", "list").stdout
+    assert "nightly import" in listed and key not in listed and "active" in listed
+    script = Pro(client.config_dir.parent / "script", client.url)
+    env = {"PRO_URL": client.url, "PRO_API_KEY": key}
+    assert script.run("app", "list", env=env).stdout.startswith("NAME")
+    assert "API keys cannot create or revoke API keys" in script.fails("key", "create", "more", env=env)
+    key_id = next(line.split()[0] for line in listed.splitlines() if "nightly" in line)
+    client.run("key", "revoke", key_id)
+    assert "unknown, expired or revoked" in script.fails("app", "list", env=env)
+    assert "The expiry must be in the future" in client.fails("key", "create", "old", "--expires", "2001-01-01T00:00:00Z")
 
 
 def test_commands_without_login_say_what_to_do(platform_server, tmp_path):
