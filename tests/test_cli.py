@@ -146,7 +146,9 @@ def test_api_keys_for_scripts(pro_as, carol):
     key_id = next(line.split()[0] for line in listed.splitlines() if "nightly" in line)
     client.run("key", "revoke", key_id)
     assert "unknown, expired or revoked" in script.fails("app", "list", env=env)
-    assert "The expiry must be in the future" in client.fails("key", "create", "old", "--expires", "2001-01-01T00:00:00Z")
+    assert "The expiry must be in the future" in client.fails(
+        "key", "create", "old", "--expires", "2001-01-01T00:00:00Z"
+    )
 
 
 def test_commands_without_login_say_what_to_do(platform_server, tmp_path):
