@@ -171,3 +171,26 @@ def test_websocket_proxy_checks_the_address(settings, behind_proxy, contractors,
     # The same header from anyone else is dropped: the peer's own address counts.
     assert _websocket(OUTSIDE, [auth, forwarded]) == (False, 4403)
     assert SecurityEvent.objects.filter(kind="ip.denied", target__startswith="websocket").count() == 3
+
+
+def _group_form(name: str, networks: str) -> dict:
+    return {
+        "name": name,
+        "networks-TOTAL_FORMS": "1",
+        "networks-INITIAL_FORMS": "0",
+        "networks-MIN_NUM_FORMS": "0",
+        "networks-MAX_NUM_FORMS": "1",
+        "networks-0-networks": networks,
+    }
+
+
+def test_admin_sets_a_groups_ranges_and_bad_ones_change_nothing(admin_user):
+    portal = Client()
+    portal.force_login(admin_user)
+    refused = portal.post("/admin/auth/group/add/", _group_form("Remote", "10.0.0.0/8\nvpn-range"))
+    assert refused.status_code == 200 and b"is not an address range" in refused.content
+    assert not Group.objects.filter(name="Remote").exists()
+    saved = portal.post("/admin/auth/group/add/", _group_form("Remote", "10.0.0.0/8\n2001:db8::/32"))
+    assert saved.status_code == 302
+    assert GroupNetworks.objects.get(group__name="Remote").networks.split() == ["10.0.0.0/8", "2001:db8::/32"]
+    assert SecurityEvent.objects.filter(kind="admin.add", target__contains="Remote").exists()

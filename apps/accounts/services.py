@@ -76,6 +76,9 @@ def user_create(*, username: str, password: str, role: Role | str = Role.USER, e
     user.set_password(password)
     user.save()
     user_set_role(user=user, role=role)
+    from .events import security_event
+
+    security_event("user.create", target=f"user {username}", role=str(Role(role).value))
     return user
 
 
