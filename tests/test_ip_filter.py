@@ -78,6 +78,7 @@ def test_global_list_on_the_portal_and_the_api(office_only, carol):
     api = APIClient(REMOTE_ADDR=OUTSIDE).post("/api/v1/auth/tickets", CAROL, format="json")
     assert api.status_code == 403 and api.json()["error"]["code"] == "address_not_allowed"
     assert Client(REMOTE_ADDR=INSIDE).get("/login/").status_code == 200
+    assert outside.get("/healthz").status_code == 200  # for load balancers; it tells nothing
     assert Client(REMOTE_ADDR="2001:db8::1").get("/login/").status_code == 200
     assert APIClient(REMOTE_ADDR=INSIDE).post("/api/v1/auth/tickets", CAROL, format="json").status_code == 201
     denied = SecurityEvent.objects.filter(kind="ip.denied", source=OUTSIDE)
