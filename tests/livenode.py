@@ -6,6 +6,7 @@ of its own, and are stopped (and checked gone) after the test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -55,6 +56,9 @@ class LiveNode:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGUSR2)  # its threads' stacks, into its log
+                time.sleep(1)
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 raise AssertionError(f"{name} did not stop on SIGTERM:\n{self.log(name)[-3000:]}") from None

@@ -37,6 +37,7 @@ def security_event(
         actor = user.username if user is not None and user.is_authenticated else ""
     elif actor is not None and not isinstance(actor, str):
         actor = getattr(actor, "username", str(actor))
+    actor = actor or ""
     try:
         SecurityEvent.objects.create(
             kind=kind,

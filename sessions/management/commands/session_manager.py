@@ -1,3 +1,4 @@
+import faulthandler
 import signal
 import threading
 
@@ -11,6 +12,7 @@ class Command(BaseCommand):
     help = "Run this node's session manager: start, watch and stop its data session processes."
 
     def handle(self, **options):
+        faulthandler.register(signal.SIGUSR2, all_threads=True)  # a stuck process shows where it is
         stopping = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())

@@ -1,3 +1,4 @@
+import faulthandler
 import signal
 import threading
 
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, capacity: int, **options):
+        faulthandler.register(signal.SIGUSR2, all_threads=True)  # a stuck process shows where it is
         stopping = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
