@@ -14,7 +14,7 @@ from pro_portal.errors import ApplicationError, NotFound
 
 from .events import security_event
 from .models import ApiKey
-from .services import credential_hash
+from .services import credential_hash, credential_lookup
 
 API_KEY_PREFIX = "pro_k_"
 MAX_KEYS_PER_USER = 50
@@ -77,12 +77,4 @@ def api_key_revoke(*, user: AbstractUser, key_id: int, request=None) -> ApiKey:
 
 def api_key_lookup(raw: str) -> ApiKey | None:
     """The active key ``raw`` names, with its user, or ``None``."""
-    if not raw.startswith(API_KEY_PREFIX):
-        return None
-    key = ApiKey.objects.select_related("user").filter(key_hash=credential_hash(raw)).first()
-    if key is None or not key.is_active or not key.user.is_active:
-        return None
-    now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return key
+    return credential_lookup(ApiKey, raw, API_KEY_PREFIX)

@@ -156,16 +156,21 @@ def ticket_authenticate(raw: str) -> AbstractUser | None:
 
 def ticket_lookup(raw: str) -> ApiTicket | None:
     """The active ticket ``raw`` names, with its user, or ``None``."""
-    if not raw.startswith(TICKET_PREFIX):
+    return credential_lookup(ApiTicket, raw, TICKET_PREFIX)
+
+
+def credential_lookup(model, raw: str, prefix: str):
+    """The active ticket or API key ``raw`` names, with its user, or ``None``."""
+    if not raw.startswith(prefix):
         return None
-    ticket = ApiTicket.objects.select_related("user").filter(key_hash=credential_hash(raw)).first()
-    if ticket is None or not ticket.is_active or not ticket.user.is_active:
+    credential = model.objects.select_related("user").filter(key_hash=credential_hash(raw)).first()
+    if credential is None or not credential.is_active or not credential.user.is_active:
         return None
     now = timezone.now()
-    # Writing on every request would make the ticket table hot; a minute's precision is plenty.
-    if ticket.last_used_at is None or now - ticket.last_used_at > timedelta(minutes=1):
-        ApiTicket.objects.filter(pk=ticket.pk).update(last_used_at=now)
-    return ticket
+    # Writing on every request would make the table hot; a minute's precision is plenty.
+    if credential.last_used_at is None or now - credential.last_used_at > timedelta(minutes=1):
+        model.objects.filter(pk=credential.pk).update(last_used_at=now)
+    return credential
 
 
 def ticket_renew(*, ticket: ApiTicket) -> ApiTicket:
