@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -96,6 +98,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
+    elif isinstance(exc, (MultiPartParserError, BadRequest, SuspiciousOperation)):
+        # Django's own parsing of a body (request.FILES) refused it: a client's error, as Django answers it.
+        exc = drf.ParseError(f"The request body is malformed: {exc}")
     if isinstance(exc, drf.APIException):
         set_rollback()
         if getattr(exc, "auth_header", None):

@@ -223,7 +223,7 @@ REST_FRAMEWORK = {
         "apps.accounts.authentication.TicketScope",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "pro_portal.openapi.PlatformAutoSchema",
     "EXCEPTION_HANDLER": "pro_portal.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

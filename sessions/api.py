@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pro_portal.errors import NotFound
+from pro_portal.openapi import ERROR
 from pro_portal.streaming import file_download
 from pro_portal.uploads import read_uploaded_bytes
 
@@ -86,6 +87,18 @@ class JobLogOut(serializers.Serializer):
     finished = serializers.BooleanField()
 
 
+def valid_query(serializer_class: type[serializers.Serializer], request) -> dict:
+    """The query parameters, checked like a body (DRF's text fields refuse NUL, which PostgreSQL cannot hold)."""
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+class JobQuery(serializers.Serializer):
+    state = serializers.ChoiceField(choices=JobState.choices, required=False, allow_blank=True)
+    app = serializers.CharField(required=False, allow_blank=True)
+
+
 class JobListApi(APIView):
     session_ticket_allowed = True
     parser_classes = [JSONParser]
@@ -101,18 +114,19 @@ class JobListApi(APIView):
         responses=JobOut(many=True),
     )
     def get(self, request):
+        query = valid_query(JobQuery, request)
         found = jobs.jobs_for_user(request.user)
-        if request.query_params.get("state"):
-            found = found.filter(state=request.query_params["state"])
-        if request.query_params.get("app"):
-            found = found.filter(app_version__app__name=request.query_params["app"])
+        if query.get("state"):
+            found = found.filter(state=query["state"])
+        if query.get("app"):
+            found = found.filter(app_version__app__name=query["app"])
         try:
             limit = min(1000, max(1, int(request.query_params.get("limit", 100))))
         except ValueError:
             limit = 100
         return Response(JobOut(found[:limit], many=True).data)
 
-    @extend_schema(request=JobIn, responses={201: JobOut})
+    @extend_schema(request=JobIn, responses={201: JobOut, 404: ERROR, 409: ERROR})
     def post(self, request):
         given = JobIn(data=request.data)
         given.is_valid(raise_exception=True)
@@ -160,7 +174,7 @@ class JobLogApi(APIView):
 class JobInterruptApi(APIView):
     session_ticket_allowed = True
 
-    @extend_schema(request=None, responses=JobOut)
+    @extend_schema(request=None, responses={200: JobOut, 409: ERROR})
     def post(self, request, job_id: int):
         job = jobs.job_interrupt(user=request.user, job=jobs.job_get_for_user(request.user, job_id))
         return Response(JobOut(job).data)
@@ -169,7 +183,7 @@ class JobInterruptApi(APIView):
 class JobCancelApi(APIView):
     session_ticket_allowed = True
 
-    @extend_schema(request=None, responses=JobOut)
+    @extend_schema(request=None, responses={200: JobOut, 409: ERROR})
     def post(self, request, job_id: int):
         job = jobs.job_cancel(user=request.user, job=jobs.job_get_for_user(request.user, job_id))
         return Response(JobOut(job).data)
@@ -212,12 +226,23 @@ CASE_RESPONSES = {
 
 class CaseOut(serializers.ModelSerializer):
     app = serializers.CharField(source="app.name")
-    version = serializers.CharField(source="app_version.version", default=None)
+    version = serializers.CharField(source="app_version.version", default=None, allow_null=True)
     owner = serializers.CharField(source="owner.username")
 
     class Meta:
         model = Case
         fields = ["id", "name", "kind", "app", "version", "owner", "size", "created_at"]
+
+
+class CaseQuery(serializers.Serializer):
+    app = serializers.CharField(required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=CaseKind.choices, required=False, allow_blank=True)
+
+
+class CaseUploadQuery(serializers.Serializer):
+    app = serializers.CharField()
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+    kind = serializers.ChoiceField(choices=[CaseKind.SAVED, CaseKind.INPUT], default=CaseKind.SAVED)
 
 
 class CaseListApi(APIView):
@@ -232,9 +257,8 @@ class CaseListApi(APIView):
         responses=CaseOut(many=True),
     )
     def get(self, request):
-        found = cases_for_user(
-            request.user, app_name=request.query_params.get("app"), kind=request.query_params.get("kind")
-        )
+        query = valid_query(CaseQuery, request)
+        found = cases_for_user(request.user, app_name=query.get("app"), kind=query.get("kind"))
         return Response(CaseOut(found[:500], many=True).data)
 
     @extend_schema(
@@ -244,19 +268,13 @@ class CaseListApi(APIView):
             OpenApiParameter("kind", OpenApiTypes.STR, enum=[CaseKind.SAVED, CaseKind.INPUT]),
         ],
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={201: CaseOut},
+        responses={201: CaseOut, 404: ERROR, 413: ERROR},
         description="Store a case file (the binary case format) of an app you may use.",
     )
     def post(self, request):
-        params = request.query_params
+        query = valid_query(CaseUploadQuery, request)
         blob = read_uploaded_bytes(request._request, "case", settings.PRO_MAX_CASE_BYTES, "case")
-        case = case_upload(
-            user=request.user,
-            app_name=params.get("app", ""),
-            blob=blob,
-            name=params.get("name", ""),
-            kind=params.get("kind", CaseKind.SAVED),
-        )
+        case = case_upload(user=request.user, app_name=query["app"], blob=blob, name=query["name"], kind=query["kind"])
         return Response(CaseOut(case).data, status=status.HTTP_201_CREATED)
 
 
@@ -323,7 +341,7 @@ class SessionListApi(APIView):
             found = found.filter(state__in=LIVE_SESSION_STATES)
         return Response(SessionOut(found[:500], many=True).data)
 
-    @extend_schema(request=SessionIn, responses={201: SessionOut, 429: OpenApiTypes.OBJECT})
+    @extend_schema(request=SessionIn, responses={201: SessionOut, 404: ERROR, 409: ERROR, 429: ERROR})
     def post(self, request):
         given = SessionIn(data=request.data)
         given.is_valid(raise_exception=True)
@@ -347,7 +365,7 @@ class SessionStopApi(APIView):
 
 
 class SessionRestartApi(APIView):
-    @extend_schema(request=None, responses={201: SessionOut})
+    @extend_schema(request=None, responses={201: SessionOut, 409: ERROR, 429: ERROR})
     def post(self, request, session_id: str):
         session = data_sessions.session_get_for_user(request.user, session_id)
         return Response(

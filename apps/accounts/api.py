@@ -5,6 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pro_portal.errors import ApplicationError
+from pro_portal.openapi import ERROR
 
 from .api_keys import api_key_create, api_key_revoke, api_keys_of
 from .authentication import TicketScope
@@ -30,7 +31,7 @@ class TicketCreateApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=TicketRequest, responses={201: TicketResponse})
+    @extend_schema(request=TicketRequest, responses={201: TicketResponse, 401: ERROR, 429: ERROR})
     def post(self, request):
         given = TicketRequest(data=request.data)
         given.is_valid(raise_exception=True)
@@ -65,7 +66,7 @@ def _own_ticket(request) -> ApiTicket:
 class CurrentTicketApi(APIView):
     """The ticket this request carries: read it, or revoke it (log out)."""
 
-    @extend_schema(responses={200: CurrentTicketResponse})
+    @extend_schema(responses={200: CurrentTicketResponse, 400: ERROR})
     def get(self, request):
         ticket = _own_ticket(request)
         body = {
@@ -75,7 +76,7 @@ class CurrentTicketApi(APIView):
         }
         return Response(CurrentTicketResponse(body).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 400: ERROR})
     def delete(self, request):
         ticket_revoke(ticket=_own_ticket(request), request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -84,7 +85,7 @@ class CurrentTicketApi(APIView):
 class TicketRenewApi(APIView):
     """Extend the ticket this request carries by its lifetime, up to its maximum age."""
 
-    @extend_schema(request=None, responses={200: CurrentTicketResponse})
+    @extend_schema(request=None, responses={200: CurrentTicketResponse, 400: ERROR})
     def post(self, request):
         ticket = ticket_renew(ticket=_own_ticket(request))
         body = {

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pro_portal.errors import NotFound
+from pro_portal.openapi import ERROR
 from pro_portal.uploads import read_uploaded_bytes
 
 from . import selectors, services
@@ -66,7 +67,12 @@ class AppListApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": PublishForm, "application/octet-stream": bytes},
-        responses={201: AppOut, 400: OpenApiResponse(description="The package is refused; the message says why.")},
+        responses={
+            201: AppOut,
+            400: OpenApiResponse(ERROR.response, description="The package is refused; the message says why."),
+            409: ERROR,
+            413: ERROR,
+        },
         description="Publish an encrypted package: a new app, or a new version of an app you manage.",
     )
     def post(self, request):
@@ -93,7 +99,7 @@ class AppDetailApi(APIView):
         services.app_update(user=request.user, app=app, **given.validated_data)
         return Response(app_out(request, app))
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 409: ERROR})
     def delete(self, request, name: str):
         services.app_delete(user=request.user, app=selectors.app_get_for_user(request.user, name))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -127,7 +133,7 @@ class VersionDetailApi(APIView):
         app = selectors.app_get_for_user(request.user, name)
         return Response(VersionOut(selectors.version_get_for_user(request.user, app, version)).data)
 
-    @extend_schema(request=VersionPatch, responses=VersionOut)
+    @extend_schema(request=VersionPatch, responses={200: VersionOut, 409: ERROR})
     def patch(self, request, name: str, version: str):
         app = selectors.app_get_for_user(request.user, name)
         found = selectors.version_get_for_user(request.user, app, version)
@@ -140,7 +146,7 @@ class VersionDetailApi(APIView):
         found.app.refresh_from_db()
         return Response(VersionOut(found).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 409: ERROR})
     def delete(self, request, name: str, version: str):
         app = selectors.app_get_for_user(request.user, name)
         services.version_delete(user=request.user, version=selectors.version_get_for_user(request.user, app, version))

@@ -12,7 +12,7 @@ class RuntimeOut(serializers.ModelSerializer):
 
 class VersionOut(serializers.ModelSerializer):
     runtime = serializers.CharField(source="runtime.key")
-    published_by = serializers.CharField(source="published_by.username", default=None)
+    published_by = serializers.CharField(source="published_by.username", default=None, allow_null=True)
     is_latest = serializers.BooleanField()
     launch_url = serializers.SerializerMethodField()
     pages = serializers.SerializerMethodField()
@@ -47,8 +47,8 @@ class VersionOut(serializers.ModelSerializer):
 
 
 class AppOut(serializers.ModelSerializer):
-    owner = serializers.CharField(source="owner.username", default=None)
-    latest_version = serializers.CharField(source="latest_version.version", default=None)
+    owner = serializers.CharField(source="owner.username", default=None, allow_null=True)
+    latest_version = serializers.CharField(source="latest_version.version", default=None, allow_null=True)
     icon_url = serializers.SerializerMethodField()
     access = serializers.SerializerMethodField()
     versions = serializers.SerializerMethodField()
@@ -99,9 +99,9 @@ class PublishForm(serializers.Serializer):
 
 
 class GrantOut(serializers.ModelSerializer):
-    username = serializers.CharField(source="user.username", default=None)
-    group = serializers.CharField(source="group.name", default=None)
-    granted_by = serializers.CharField(source="granted_by.username", default=None)
+    username = serializers.CharField(source="user.username", default=None, allow_null=True)
+    group = serializers.CharField(source="group.name", default=None, allow_null=True)
+    granted_by = serializers.CharField(source="granted_by.username", default=None, allow_null=True)
 
     class Meta:
         model = AppGrant

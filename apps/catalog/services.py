@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+from collections import Counter
 from pathlib import PurePosixPath
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.contrib.auth.models import AbstractUser, Group
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 
 from apps.accounts.events import security_event
 from apps.accounts.services import user_is_publisher
@@ -281,6 +283,15 @@ def _delete_files(paths: list[str]) -> None:
                 logger.warning("Could not delete %s from storage", path, exc_info=True)
 
 
+def _still_referenced(what: str, exc: ProtectedError) -> Conflict:
+    """Finished jobs and closed data sessions keep their version (their records name it) until they go."""
+    counts = Counter(obj._meta for obj in exc.protected_objects)
+    kinds = [f"{n} {meta.verbose_name if n == 1 else meta.verbose_name_plural}" for meta, n in counts.items()]
+    return Conflict(
+        f"{what} cannot be deleted: the records of {', '.join(kinds)} still name it.", code="version_in_use"
+    )
+
+
 def version_delete(*, user: AbstractUser, version: AppVersion) -> None:
     """Delete a version and its package; refused while anything uses it."""
     app_require_manager(user, version.app)
@@ -288,8 +299,11 @@ def version_delete(*, user: AbstractUser, version: AppVersion) -> None:
     if reasons:
         raise Conflict(f"Version {version.version} cannot be deleted: {'; '.join(reasons)}.", code="version_in_use")
     paths = [version.package_path, version.icon_path]
-    with transaction.atomic():
-        version.delete()
+    try:
+        with transaction.atomic():
+            version.delete()
+    except ProtectedError as exc:
+        raise _still_referenced(f"Version {version.version}", exc) from None
     transaction.on_commit(lambda: _delete_files(paths))
 
 
@@ -301,8 +315,11 @@ def app_delete(*, user: AbstractUser, app: App) -> None:
         if reasons:
             raise Conflict(f"Version {version.version} is in use: {'; '.join(reasons)}.", code="version_in_use")
     paths = [path for row in app.versions.values_list("package_path", "icon_path") for path in row]
-    with transaction.atomic():
-        app.delete()
+    try:
+        with transaction.atomic():
+            app.delete()
+    except ProtectedError as exc:
+        raise _still_referenced(f"App {app.name}", exc) from None
     transaction.on_commit(lambda: _delete_files(paths))
 
 

@@ -4,6 +4,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from pro_portal.openapi import ERROR
 from pro_portal.streaming import file_download
 from pro_portal.uploads import declared_length
 
@@ -45,7 +46,9 @@ class StorageApi(APIView):
         return file_download(handle, size, path.rsplit("/", 1)[-1])
 
     @extend_schema(
-        parameters=[PATH], request={"application/octet-stream": OpenApiTypes.BINARY}, responses={201: EntryOut}
+        parameters=[PATH],
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={201: EntryOut, 413: ERROR},
     )
     def put(self, request, path: str = ""):
         entry = services.storage_put(
