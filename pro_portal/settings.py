@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_list, env_str
+from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("PRO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -266,8 +266,17 @@ PRO_MAX_UPLOAD_BYTES = env_int("PRO_MAX_UPLOAD_BYTES", 10 * 1024**3, minimum=102
 PRO_PLATFORM_KEY = env_str("PRO_PLATFORM_KEY")
 PRO_PLATFORM_KEY_PATH = DATA_DIR / "keys" / "platform_key.pem"
 PRO_NODE_NAME = env_str("PRO_NODE_NAME", socket.gethostname())
-PRO_NODE_ROLES = env_list("PRO_NODE_ROLES", ["web", "sessions", "solves"])
-PRO_HEARTBEAT_SECONDS = env_int("PRO_HEARTBEAT_SECONDS", 60, minimum=1)
+# A node with no role (PRO_NODE_ROLES=none) is a backend node: its agent and its task workers only.
+PRO_NODE_ROLES = [role for role in env_list("PRO_NODE_ROLES", ["web", "sessions", "solves"]) if role != "none"]
+if set(PRO_NODE_ROLES) - {"web", "sessions", "solves"}:
+    raise ImproperlyConfigured(
+        f"PRO_NODE_ROLES={','.join(PRO_NODE_ROLES)!r}: the roles are web, sessions and solves (or none)"
+    )
+# Every node heartbeats into the admin database; a node silent for two intervals is declared
+# dead by the master. The master's lease lasts 1.5 intervals and is renewed every half interval.
+PRO_HEARTBEAT_SECONDS = env_float("PRO_HEARTBEAT_SECONDS", 60.0, minimum=0.2)
+# The address other nodes (their websocket proxies) reach this node's data session processes at.
+PRO_NODE_ADDRESS = env_str("PRO_NODE_ADDRESS", "127.0.0.1")
 PRO_EXAMPLES_DIR = BASE_DIR / "examples"
 
 # ---------------------------------------------------------------- misc
@@ -342,5 +351,6 @@ PRO_SESSIONS_PER_USER = env_int("PRO_SESSIONS_PER_USER", 3, minimum=1)
 PRO_SESSIONS_STARTING_LIMIT = env_int("PRO_SESSIONS_STARTING_LIMIT", 4, minimum=1)
 PRO_SESSION_IDLE_SECONDS = env_int("PRO_SESSION_IDLE_SECONDS", 300, minimum=5)
 PRO_SESSION_POOL = env_int("PRO_SESSION_POOL", 2, minimum=0)
+PRO_MAX_SESSIONS = env_int("PRO_MAX_SESSIONS", 20, minimum=1)  # data sessions one node hosts
 PRO_SESSION_TICKET_TTL = env_int("PRO_SESSION_TICKET_TTL", 24 * 3600, minimum=60)
 PRO_INTERNAL_API_URL = env_str("PRO_INTERNAL_API_URL", f"http://127.0.0.1:{env_int('PRO_HTTP_PORT', 8000, minimum=1)}")

@@ -92,7 +92,7 @@ def test_file_storage_url(tmp_path, monkeypatch):
         ("PRO_STORAGE_URL", "s3:///prefix", "names no bucket"),
         ("PRO_DEBUG", "maybe", "is not a boolean"),
         ("PRO_WORKERS", "many", "is not a whole number"),
-        ("PRO_HEARTBEAT_SECONDS", "0", "must be at least 1"),
+        ("PRO_HEARTBEAT_SECONDS", "0", "must be at least 0.2"),
     ],
 )
 def test_bad_values_fail_loudly(tmp_path, monkeypatch, name, value, message):

@@ -12,16 +12,40 @@ class Node(models.Model):
     """One server of the platform, as its node agent last reported it."""
 
     name = models.CharField(max_length=200, unique=True)
-    address = models.CharField(max_length=200, blank=True)
+    address = models.CharField(
+        max_length=200, blank=True, help_text="Where the other nodes reach this node's data session processes."
+    )
     roles = models.JSONField(default=list)
+    max_solves = models.PositiveIntegerField(default=0, help_text="Concurrent solves it runs (its solves role).")
+    max_sessions = models.PositiveIntegerField(default=0, help_text="Data sessions it hosts (its sessions role).")
     version = models.CharField(max_length=40, blank=True)
     pid = models.IntegerField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.UP)
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
+    declared_dead_at = models.DateTimeField(null=True, blank=True)
+    declared_dead_by = models.CharField(max_length=200, blank=True, help_text="The master that declared it dead.")
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class MasterLease(models.Model):
+    """The one row whose holder is the master, for as long as it renews the lease in time.
+
+    ``term`` grows by one with every new holder: a master's actions check the term they were
+    elected in, so that an old master back from a stall cannot act on a newer master's cluster.
+    """
+
+    name = models.CharField(max_length=40, primary_key=True, default="master")
+    holder = models.CharField(max_length=200, blank=True)
+    term = models.PositiveBigIntegerField(default=0)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    renewed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or 'nobody'} (term {self.term})"
