@@ -147,6 +147,26 @@ def session_mark_ended(*, session: DataSession, state: str, error: str = "") -> 
     )
 
 
+def sessions_mark_lost_on_node(*, node: str, reason: str) -> int:
+    """The live sessions of a node that is gone: lost, for their users to restart elsewhere."""
+    count = DataSession.objects.filter(node=node, state__in=LIVE_SESSION_STATES).update(
+        state=SessionState.LOST, stopped_at=timezone.now(), error_message=reason
+    )
+    if count:
+        logger.warning("%s data sessions of node %s are lost", count, node)
+    return count
+
+
+def sessions_fail_unclaimed(*, older_than_seconds: float) -> int:
+    """Sessions no node took: no node with the sessions role and free capacity is up."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return DataSession.objects.filter(state=SessionState.STARTING, node="", created_at__lt=cutoff).update(
+        state=SessionState.FAILED,
+        stopped_at=timezone.now(),
+        error_message=f"No node with the sessions role and free capacity took the session within {older_than_seconds:g} s.",
+    )
+
+
 def session_record_usage(*, session: DataSession, memory_mb: float, cpu_seconds: float) -> None:
     DataSession.objects.filter(pk=session.pk).update(memory_mb=memory_mb, cpu_seconds=cpu_seconds)
 

@@ -254,6 +254,38 @@ def job_release(*, job: Job, reason: str) -> str:
     return JobState.QUEUED
 
 
+def jobs_requeue_from_node(*, node: str, reason: str) -> dict[str, list[int]]:
+    """Requeue the running jobs of a node that is gone (or fail those on their last attempt).
+
+    Each job's log says what happened to the attempt; the node's late end of it, should it
+    come back, changes nothing (see ``job_finish``).
+    """
+    outcome: dict[str, list[int]] = {JobState.QUEUED: [], JobState.FAILED: []}
+    for job in Job.objects.filter(state=JobState.RUNNING, node=node).select_related("app_version__app", "owner"):
+        job_append_log(job=job, offset=job.log_size, text=f"--- attempt {job.attempt}: {reason} ---\n")
+        outcome[job_release(job=job, reason=reason)].append(job.pk)
+    for state, ids in outcome.items():
+        if ids:
+            logger.warning("Jobs %s of node %s: %s", ids, node, "requeued" if state == JobState.QUEUED else "failed")
+    return outcome
+
+
+def jobs_with_expired_lease(*, now: datetime | None = None) -> list[Job]:
+    """Running jobs whose worker stopped renewing their lease a whole lease period ago."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.PRO_JOB_LEASE_SECONDS)
+    return list(
+        Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=cutoff).select_related(
+            "app_version__app", "owner"
+        )
+    )
+
+
+def job_requeue_expired(*, job: Job) -> str:
+    reason = f"The worker on node {job.node} stopped renewing its lease on the job"
+    job_append_log(job=job, offset=job.log_size, text=f"--- attempt {job.attempt}: {reason} ---\n")
+    return job_release(job=job, reason=reason)
+
+
 # ---------------------------------------------------------------- stopping
 
 

@@ -137,6 +137,7 @@ class SessionManager:
                 "session": str(session.pk),
                 "api_url": settings.PRO_INTERNAL_API_URL,
                 "ticket": raw_ticket,
+                "host": settings.PRO_NODE_ADDRESS,
             }
             warm = self._take_warm(version.runtime.interpreter)
             if not warm.wait_ready(START_TIMEOUT):
@@ -159,7 +160,7 @@ class SessionManager:
             )
             return
         self.running[str(session.pk)] = RunningSession(session, warm.process, workdir, ticket)
-        if not service.session_mark_running(session=session, host="127.0.0.1", port=port, pid=warm.process.pid):
+        if not service.session_mark_running(session=session, host=settings.PRO_NODE_ADDRESS, port=port, pid=warm.process.pid):
             self.stop(str(session.pk))  # closed while it was starting
 
     # ------------------------------------------------------------ watching and stopping
@@ -214,6 +215,8 @@ class SessionManager:
         ).update(state=SessionState.LOST, error_message="The node restarted; the session process is gone.")
 
     def step(self) -> bool:
+        if len(self.running) >= settings.PRO_MAX_SESSIONS:
+            return False  # full: another node with the sessions role takes the next one
         session = service.session_claim_starting(node=self.node)
         if session is not None:
             self.start(session)

@@ -2,37 +2,57 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import socket
 
 from django.conf import settings
 from django.utils import timezone
 
 from .models import Node, NodeState
 
+logger = logging.getLogger(__name__)
+
 PLATFORM_VERSION = "0.1.0"
 
 
 def node_register(*, name: str | None = None, address: str = "") -> Node:
-    """Record this node as up (again), with its roles and the process that speaks for it."""
+    """Record this node as up (again), with its roles, its capacity and the process that speaks for it."""
     now = timezone.now()
+    roles = list(settings.PRO_NODE_ROLES)
     node, _ = Node.objects.update_or_create(
         name=name or settings.PRO_NODE_NAME,
         defaults={
-            "address": address or socket.gethostname(),
-            "roles": list(settings.PRO_NODE_ROLES),
+            "address": address or settings.PRO_NODE_ADDRESS,
+            "roles": roles,
+            "max_solves": settings.PRO_MAX_SOLVES if "solves" in roles else 0,
+            "max_sessions": settings.PRO_MAX_SESSIONS if "sessions" in roles else 0,
             "version": PLATFORM_VERSION,
             "pid": os.getpid(),
             "state": NodeState.UP,
             "started_at": now,
             "last_heartbeat": now,
+            "declared_dead_at": None,
+            "declared_dead_by": "",
         },
     )
     return node
 
 
-def node_heartbeat(*, node: Node) -> None:
-    Node.objects.filter(pk=node.pk).update(last_heartbeat=timezone.now(), state=NodeState.UP)
+def node_heartbeat(*, node: Node) -> bool:
+    """Tell the cluster this node is alive; True when it had been declared dead meanwhile.
+
+    A node back from the dead is up again for new work; what it ran was requeued when it was
+    declared dead, and its workers discard the late ends of that work (the job rows say so).
+    """
+    now = timezone.now()
+    came_back = Node.objects.filter(pk=node.pk, state=NodeState.DEAD).update(
+        state=NodeState.UP, last_heartbeat=now, declared_dead_at=None, declared_dead_by=""
+    )
+    if came_back:
+        logger.warning("Node %s is back after being declared dead; its earlier work was requeued", node.name)
+    elif not Node.objects.filter(pk=node.pk).update(last_heartbeat=now, state=NodeState.UP):
+        node_register(name=node.name, address=node.address)  # its row was removed by an admin
+    return bool(came_back)
 
 
 def node_stop(*, node: Node) -> None:

@@ -2,14 +2,15 @@
 
     python -m sessions.runtime.session_server [--pool]
 
-It listens on 127.0.0.1 only, on a port of its choosing, and accepts a connection only with
+It listens on the address its launch order names (``host``: the node's ``PRO_NODE_ADDRESS``,
+127.0.0.1 unless the node is one of a cluster), on a port of its choosing, and accepts a connection only with
 the per-session secret (``Authorization: Secret <secret>``), which the platform's websocket
 proxy holds and the browser never sees. With ``--pool`` it starts, imports the heavy modules
 (SDK, numpy, highspy) and waits for its launch order on stdin, so that a launch costs only the
 import of the app itself.
 
 Launch order (a JSON object, from the environment or on stdin): ``app_dir``, ``secret``,
-``session``, ``api_url``, ``ticket`` (scoped to this session), ``app``, ``version``.
+``session``, ``api_url``, ``ticket`` (scoped to this session), ``app``, ``version``, ``host``.
 Once listening it prints ``LISTENING <port>`` on stdout.
 
 Frames are JSON. From the browser: ``{"op": ..., "re": n, ...}``; to it: ``state``,
@@ -296,7 +297,7 @@ def compare(left: dict[str, Any], right: dict[str, Any]) -> list[dict[str, Any]]
 # ---------------------------------------------------------------- serving
 
 
-async def serve(session: DataSession, secret: str, port: int = 0) -> None:
+async def serve(session: DataSession, secret: str, port: int = 0, host: str = "127.0.0.1") -> None:
     from websockets.asyncio.server import serve as ws_serve
     from websockets.datastructures import Headers
     from websockets.http11 import Response
@@ -328,7 +329,7 @@ async def serve(session: DataSession, secret: str, port: int = 0) -> None:
 
     # max_queue bounds what a slow reader buffers: backpressure instead of unbounded memory.
     async with ws_serve(
-        handler, "127.0.0.1", port, process_request=check_secret, max_size=16 * 1024 * 1024, max_queue=32
+        handler, host, port, process_request=check_secret, max_size=16 * 1024 * 1024, max_queue=32
     ) as server:
         bound = server.sockets[0].getsockname()[1]
         print(f"LISTENING {bound}", flush=True)
@@ -362,7 +363,7 @@ def main() -> int:
     except Exception as exc:
         print(f"START FAILED {type(exc).__name__}: {exc}", flush=True)
         return 1
-    asyncio.run(serve(session, order.get("secret", ""), int(order.get("port", 0))))
+    asyncio.run(serve(session, order.get("secret", ""), int(order.get("port", 0)), order.get("host") or "127.0.0.1"))
     return 0
 
 

@@ -5,46 +5,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('cluster', '0001_initial'),
+        ("cluster", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MasterLease',
+            name="MasterLease",
             fields=[
-                ('name', models.CharField(default='master', max_length=40, primary_key=True, serialize=False)),
-                ('holder', models.CharField(blank=True, max_length=200)),
-                ('term', models.PositiveBigIntegerField(default=0)),
-                ('acquired_at', models.DateTimeField(blank=True, null=True)),
-                ('renewed_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("name", models.CharField(default="master", max_length=40, primary_key=True, serialize=False)),
+                ("holder", models.CharField(blank=True, max_length=200)),
+                ("term", models.PositiveBigIntegerField(default=0)),
+                ("acquired_at", models.DateTimeField(blank=True, null=True)),
+                ("renewed_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.AddField(
-            model_name='node',
-            name='declared_dead_at',
+            model_name="node",
+            name="declared_dead_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='node',
-            name='declared_dead_by',
-            field=models.CharField(blank=True, help_text='The master that declared it dead.', max_length=200),
+            model_name="node",
+            name="declared_dead_by",
+            field=models.CharField(blank=True, help_text="The master that declared it dead.", max_length=200),
         ),
         migrations.AddField(
-            model_name='node',
-            name='max_sessions',
-            field=models.PositiveIntegerField(default=0, help_text='Data sessions it hosts (its sessions role).'),
+            model_name="node",
+            name="max_sessions",
+            field=models.PositiveIntegerField(default=0, help_text="Data sessions it hosts (its sessions role)."),
         ),
         migrations.AddField(
-            model_name='node',
-            name='max_solves',
-            field=models.PositiveIntegerField(default=0, help_text='Concurrent solves it runs (its solves role).'),
+            model_name="node",
+            name="max_solves",
+            field=models.PositiveIntegerField(default=0, help_text="Concurrent solves it runs (its solves role)."),
         ),
         migrations.AlterField(
-            model_name='node',
-            name='address',
-            field=models.CharField(blank=True, help_text="Where the other nodes reach this node's data session processes.", max_length=200),
+            model_name="node",
+            name="address",
+            field=models.CharField(
+                blank=True, help_text="Where the other nodes reach this node's data session processes.", max_length=200
+            ),
         ),
     ]

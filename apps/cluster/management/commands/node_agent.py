@@ -1,24 +1,27 @@
+import faulthandler
 import signal
 import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.cluster.services import node_heartbeat, node_register, node_stop
+from apps.cluster.agent import agent_start
 
 
 class Command(BaseCommand):
-    help = "Run this node's agent: register the node and heartbeat into the admin database."
+    help = "Run this node's agent: heartbeat into the admin database, elect a master, recover dead nodes' work."
 
     def handle(self, **options):
+        faulthandler.register(signal.SIGUSR2, all_threads=True)  # a stuck process shows where it is
         stopping = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
-        node = node_register()
+        agent = agent_start()
+        node = agent.node
+        roles = ", ".join(node.roles) or "none: backend"
         self.stdout.write(
-            f"Node {node.name} up (roles: {', '.join(node.roles)}), heartbeat every {settings.PRO_HEARTBEAT_SECONDS}s"
+            f"Node {node.name} up (roles: {roles}), heartbeat every {settings.PRO_HEARTBEAT_SECONDS:g}s", ending="\n"
         )
-        while not stopping.wait(settings.PRO_HEARTBEAT_SECONDS):
-            node_heartbeat(node=node)
-        node_stop(node=node)
+        self.stdout.flush()
+        agent.run(stopping)
         self.stdout.write(f"Node {node.name} stopped")

@@ -62,7 +62,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         processes = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in children.items()}
         scheme = "https" if env_str("PRO_TLS_CERT") else "http"
-        self.stdout.write(f"Platform up at {scheme}://{host}:{port}/ (data in {settings.DATA_DIR}); Ctrl-C stops it.")
+        where = f"at {scheme}://{host}:{port}/" if "web" in children else f"on node {settings.PRO_NODE_NAME}"
+        self.stdout.write(f"Platform up {where} ({', '.join(children)}; data in {settings.DATA_DIR}); Ctrl-C stops it.")
         failed = None
         while not stopping and failed is None:
             time.sleep(0.5)

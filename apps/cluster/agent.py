@@ -1,0 +1,58 @@
+"""The node agent's loop: heartbeat, take part in the master election, and do the master's duties."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+
+from .election import Candidate
+from .failover import master_tick
+from .models import Node
+from .services import node_heartbeat, node_register, node_stop
+
+logger = logging.getLogger(__name__)
+
+
+class NodeAgent:
+    def __init__(self, node: Node):
+        self.node = node
+        self.candidate = Candidate(node=node.name)
+        self.last_heartbeat = time.monotonic()
+
+    def tick(self) -> dict | None:
+        """One half interval: heartbeat when due, campaign, and act if master; what the master changed."""
+        if time.monotonic() - self.last_heartbeat >= settings.PRO_HEARTBEAT_SECONDS:
+            self.last_heartbeat = time.monotonic()
+            node_heartbeat(node=self.node)
+        if not self.candidate.campaign():
+            return None
+        changed = self.candidate.act(master_tick, master=self.node.name)
+        if changed and (changed["dead"] or changed["recovered"] or changed["expired_leases"]):
+            logger.warning("Master %s: %s", self.node.name, changed)
+        return changed
+
+    def run(self, stopping: threading.Event) -> None:
+        every = settings.PRO_HEARTBEAT_SECONDS / 2
+        while not stopping.wait(every):
+            try:
+                self.tick()
+            except DatabaseError as exc:
+                logger.warning("Node %s: the admin database failed (%s); trying again", self.node.name, exc)
+                close_old_connections()
+                connection.close()
+        try:
+            self.candidate.resign()
+            node_stop(node=self.node)
+        finally:
+            connection.close()
+
+
+def agent_start() -> NodeAgent:
+    agent = NodeAgent(node_register())
+    node_heartbeat(node=agent.node)
+    agent.candidate.campaign()
+    return agent
