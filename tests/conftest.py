@@ -174,6 +174,7 @@ def verify_pending() -> None:
         version_verify(version_id=version_id)
 
 
+from tests.cluster import cluster  # noqa: E402, F401 - nodes as separate process groups
 from tests.live import free_port, platform_server  # noqa: E402,F401
 from tests.livenode import live_node  # noqa: E402, F401 - a fixture for the tests that need real processes
 

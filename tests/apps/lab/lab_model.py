@@ -43,6 +43,29 @@ def slow(data, ctx):
     data["status"] = "Interrupted" if ctx.should_stop() else "Finished"
 
 
+@app.solve(title="Steady")
+def steady(data, ctx):
+    """Solve the egout MIP (optimum 568.1007) with HiGHS again and again for ``seconds``: a real solve
+    that lasts as long as a test needs, to kill its node in the middle of it."""
+    model = os.path.join(os.path.dirname(os.path.abspath(__file__)), "egout.mps")
+    deadline = time.monotonic() + data["seconds"]
+    rounds = 0
+    while True:
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.readModel(model)
+        h.run()
+        rounds += 1
+        data["objective"] = h.getInfo().objective_function_value
+        data["status"] = h.modelStatusToString(h.getModelStatus())
+        data["steps"] = rounds
+        ctx.log(f"round {rounds}: {data['status']}, objective {data['objective']:.4f}")
+        ctx.progress(None, f"round {rounds}", objective=data["objective"], bound=data["objective"])
+        if time.monotonic() >= deadline or ctx.should_stop():
+            break
+        time.sleep(0.1)
+
+
 @app.solve(title="Hog memory")
 def hog(data, ctx):
     blocks = []
