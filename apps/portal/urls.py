@@ -26,6 +26,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/", job_views.job_detail, name="job"),
     path("jobs/<int:job_id>/action", job_views.job_action, name="job-action"),
     path("statistics/", job_views.job_statistics_page, name="statistics"),
+    path("nodes/", views.nodes, name="nodes"),
     path("security/", security_events, name="security"),
     path("account/", account, name="account"),
     path("sessions/", webui.session_list, name="sessions"),

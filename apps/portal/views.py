@@ -18,6 +18,7 @@ from apps.catalog import selectors as catalog
 from apps.catalog import services as publishing
 from apps.catalog.keys import platform_key_id
 from apps.catalog.models import AccessLevel
+from apps.cluster import selectors as cluster
 from apps.storage import services as storage
 from pro_portal.errors import ApplicationError, Forbidden, NotFound
 from pro_portal.streaming import file_download
@@ -173,6 +174,24 @@ def version_detail(request: HttpRequest, name: str, version: str) -> HttpRespons
         "procedures": procedures.values(),
     }
     return render(request, "portal/launch.html", context)
+
+
+# How often the nodes page redraws itself (static/js/nodes.js), in seconds.
+NODES_REFRESH_SECONDS = 5
+
+
+@login_required
+def nodes(request: HttpRequest) -> HttpResponse:
+    """The cluster: every node, its state and heartbeat, the master, and what each node runs."""
+    if not request.user.is_superuser:
+        raise Forbidden("Only admins see the nodes of the platform.")
+    lease = cluster.master_lease()
+    context = {
+        "lease": lease,
+        "rows": cluster.cluster_overview(master=lease.holder if lease else ""),
+        "refresh_seconds": NODES_REFRESH_SECONDS,
+    }
+    return render(request, "portal/nodes.html", context)
 
 
 @login_required
