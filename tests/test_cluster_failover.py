@@ -274,3 +274,34 @@ def test_a_dead_nodes_data_session_is_lost_and_restarts_on_another_node(cluster,
     assert wait_until(lambda: DataSession.objects.get(pk=new_id).state == "running", WAIT)
     assert DataSession.objects.get(pk=new_id).node == "sessions-2"
     assert _first_frame_through(web, new_id, ticket)["type"] == "state"
+
+
+def test_published_versions_are_verified_by_a_node_through_the_redis_queue(
+    cluster, alice, runtime, platform_public_key
+):
+    """django-q2 on Redis is the cluster's shared task queue: the web node enqueues, a backend node verifies."""
+    import redis
+    import requests
+
+    from apps.catalog.models import AppVersion
+
+    queue = "redis://127.0.0.1:6379/9"
+    redis.Redis.from_url(queue).flushdb()
+    web = cluster.start("web-1", roles=("web",), REDIS_URL=queue, PRO_WORKERS="1")
+    backend = cluster.start("backend-1", roles=(), REDIS_URL=queue)
+    cluster.wait_up(web, backend)
+    blob, _ = package.pack_folder(LAB, platform_public_key)
+    ticket = _ticket(web.url, "alice")
+    published = requests.post(
+        f"{web.url}/api/v1/apps",
+        data=blob,
+        headers={"Authorization": f"Bearer {ticket}", "Content-Type": "application/octet-stream"},
+        timeout=30,
+    )
+    assert published.status_code == 201, published.text
+    version = AppVersion.objects.get(app__name="lab")
+    assert wait_until(lambda: AppVersion.objects.get(pk=version.pk).verification_state == "verified", WAIT), (
+        AppVersion.objects.get(pk=version.pk).verification_error
+    )
+    logs = {node.name: node.log() for node in (web, backend)}
+    assert sum("processing verify lab 1.0.0" in log for log in logs.values()) == 1, logs
