@@ -160,7 +160,9 @@ class SessionManager:
             )
             return
         self.running[str(session.pk)] = RunningSession(session, warm.process, workdir, ticket)
-        if not service.session_mark_running(session=session, host=settings.PRO_NODE_ADDRESS, port=port, pid=warm.process.pid):
+        if not service.session_mark_running(
+            session=session, host=settings.PRO_NODE_ADDRESS, port=port, pid=warm.process.pid
+        ):
             self.stop(str(session.pk))  # closed while it was starting
 
     # ------------------------------------------------------------ watching and stopping
