@@ -137,7 +137,7 @@ def _storage_backend(url: str) -> dict:
         if not parsed.netloc:
             raise ImproperlyConfigured(f"PRO_STORAGE_URL={url!r} names no bucket (s3://bucket/prefix)")
         return {
-            "BACKEND": "storages.backends.s3.S3Storage",
+            "BACKEND": "apps.storage.backends.StreamingS3Storage",
             "OPTIONS": {
                 "bucket_name": parsed.netloc,
                 "location": parsed.path.strip("/"),
@@ -301,6 +301,8 @@ PRO_HTTPS = env_bool("PRO_HTTPS", bool(env_str("PRO_TLS_CERT")))
 if PRO_HTTPS:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("PRO_SSL_REDIRECT", True)
+    # Health checks of load balancers and containers come over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_HSTS_SECONDS = env_int("PRO_HSTS_SECONDS", 365 * 24 * 3600, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("PRO_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("PRO_HSTS_PRELOAD", True)

@@ -71,7 +71,7 @@ def test_services_by_environment(tmp_path, monkeypatch):
     )
     assert found["engine"] == "django.db.backends.postgresql"
     assert (found["db_name"], found["db_host"]) == ("platform", "db.example")
-    assert found["storage"] == "storages.backends.s3.S3Storage"
+    assert found["storage"] == "apps.storage.backends.StreamingS3Storage"
     assert found["storage_options"]["bucket_name"] == "cases-bucket"
     assert found["storage_options"]["location"] == "prod/eu"
     assert found["q"] == {"redis": "redis://cache:6379/0"}
