@@ -40,6 +40,17 @@ def test_production_settings_pass_check_deploy(tmp_path):
     assert "System check identified no issues" in result.stdout
 
 
+def test_health_checks_over_plain_http_are_not_redirected(tmp_path):
+    """Load balancers and container health checks ask /healthz over HTTP from inside the network."""
+    script = (
+        "from django.test import Client; c = Client(HTTP_HOST='pro.example.com'); "
+        "print(c.get('/healthz').status_code, c.get('/').status_code, c.get('/').get('Location'))"
+    )
+    result = manage("shell", "-c", script, env=PRODUCTION, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["200", "301", "https://pro.example.com/"]
+
+
 def test_plain_http_defaults_are_reported_by_check_deploy(tmp_path):
     # The embedded defaults serve plain HTTP on this machine; check --deploy says what to switch on.
     result = manage("check", "--deploy", "--fail-level", "WARNING", env={}, tmp_path=tmp_path)
