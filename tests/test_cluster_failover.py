@@ -16,7 +16,7 @@ import pytest
 
 from sessions.runtime import package
 from tests.cluster import HEARTBEAT, master, record_timings
-from tests.conftest import publish_as
+from tests.conftest import browser, publish_as
 from tests.live import wait_until
 
 pytestmark = [
@@ -265,6 +265,8 @@ def test_a_dead_nodes_data_session_is_lost_and_restarts_on_another_node(cluster,
     assert seen["state"] == "lost"
     assert "node sessions-1 stopped answering" in seen["error_message"], seen
     assert "Restart it to continue on another node" in seen["error_message"]
+    page = browser(carol).get("/sessions/").content.decode()  # the portal's sessions page says so too
+    assert "node sessions-1 stopped answering" in page and 'value="restart"' in page
 
     other = cluster.start("sessions-2", roles=("sessions",), PRO_INTERNAL_API_URL=web.url)
     cluster.wait_up(other)
