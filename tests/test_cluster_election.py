@@ -7,6 +7,8 @@ master's actions, and what a dead node's work becomes.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from apps.cluster import election, failover
 from apps.cluster.models import MasterLease, Node, NodeState
 from sessions.runtime import package
 from tests.conftest import publish_as
+from tests.live import wait_until
 
 LAB = Path(__file__).parent / "apps" / "lab"
 
@@ -202,3 +205,44 @@ def test_a_dead_nodes_sessions_are_lost_and_restartable(alice, lab):
     assert "node gone stopped answering (declared dead by master m)" in session.error_message
     again = data_sessions.session_restart(user=alice, session=session)
     assert again.state == SessionState.STARTING and again.node == ""
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    "postgres" not in os.environ.get("DATABASE_URL", ""),
+    reason="row locks held across connections, and the server's idle-transaction timeout, are PostgreSQL's",
+)
+def test_a_master_frozen_inside_its_actions_does_not_block_the_takeover(settings):
+    """Frozen mid-action, the old master holds the lease row's lock; the server cuts it off."""
+    from django.db import DatabaseError, connection
+
+    settings.PRO_HEARTBEAT_SECONDS = 0.4  # lease 0.6 s; cut off after 0.2 s idle in its transaction
+    old, new = election.Candidate("old"), election.Candidate("new")
+    assert old.campaign()
+    frozen, thaw, outcome = threading.Event(), threading.Event(), []
+
+    def freeze() -> None:
+        def action():
+            frozen.set()
+            thaw.wait(30)  # the process stands still: its transaction is idle, holding the lock
+            return MasterLease.objects.count()  # its first query after the freeze
+
+        try:
+            outcome.append(old.act(action))
+        except DatabaseError as exc:
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    frozen_master = threading.Thread(target=freeze)
+    frozen_master.start()
+    try:
+        assert frozen.wait(10)
+        assert wait_until(new.campaign, 10, interval=0.1), "the takeover stayed blocked behind the frozen master"
+        assert frozen_master.is_alive()  # taken over while the old master is still frozen
+    finally:
+        thaw.set()
+        frozen_master.join(10)
+    assert isinstance(outcome[0], DatabaseError)  # its action was cut off and rolled back
+    lease = MasterLease.objects.get()
+    assert (lease.holder, lease.term) == ("new", 2)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -38,23 +38,42 @@ def lease_seconds() -> float:
     return 1.5 * settings.PRO_HEARTBEAT_SECONDS
 
 
+def _limit_waits(*, lock_seconds: float, idle_seconds: float | None = None) -> None:
+    """On PostgreSQL, bound how long this transaction waits for a lock, and may sit idle.
+
+    A master frozen inside its fenced transaction (stopped, or cut off with its connection left
+    open) holds the lease row's lock: without these bounds a takeover would wait for it for as
+    long as the freeze lasts. The server ends such a transaction after ``idle_seconds``, which
+    releases its locks and rolls its changes back; a claim that meets a lock gives up after
+    ``lock_seconds`` and tries again at the next tick.
+    """
+    if connection.vendor != "postgresql":
+        return  # SQLite: one machine, whose lock waits are bounded by its busy timeout
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout = %s", [f"{max(50, int(lock_seconds * 1000))}ms"])
+        if idle_seconds is not None:
+            cursor.execute(
+                "SET LOCAL idle_in_transaction_session_timeout = %s", [f"{max(100, int(idle_seconds * 1000))}ms"]
+            )
+
+
 def lease_claim(*, node: str, now: datetime | None = None) -> int | None:
     """Renew this node's lease, or take the lease if it is free or has run out.
 
     Returns the term this node holds the lease in, or ``None`` when another node holds it.
+    Raises ``DatabaseError`` when the lease row stays locked (a master frozen mid-action).
     """
     now = now or timezone.now()
     expires = now + timedelta(seconds=lease_seconds())
     MasterLease.objects.get_or_create(name=LEASE, defaults={"expires_at": now})
     lease = MasterLease.objects.filter(name=LEASE)
-    if lease.filter(holder=node, expires_at__gt=now).update(expires_at=expires, renewed_at=now):
-        return lease.values_list("term", flat=True).get()
-    taken = lease.filter(Q(holder="") | Q(expires_at__lte=now)).update(
-        holder=node, term=F("term") + 1, acquired_at=now, renewed_at=now, expires_at=expires
-    )
-    if taken:
-        return lease.values_list("term", flat=True).get()
-    return None
+    with transaction.atomic():
+        _limit_waits(lock_seconds=settings.PRO_HEARTBEAT_SECONDS / 4)
+        renewed = lease.filter(holder=node, expires_at__gt=now).update(expires_at=expires, renewed_at=now)
+        taken = renewed or lease.filter(Q(holder="") | Q(expires_at__lte=now)).update(
+            holder=node, term=F("term") + 1, acquired_at=now, renewed_at=now, expires_at=expires
+        )
+        return lease.values_list("term", flat=True).get() if taken else None
 
 
 def lease_release(*, node: str) -> bool:
@@ -69,6 +88,9 @@ def lease_held(*, node: str, term: int, now: datetime | None = None) -> bool:
     they do not happen at all once another node holds the lease.
     """
     now = now or timezone.now()
+    # Frozen for half an interval inside its actions, a master is cut off by the database.
+    interval = settings.PRO_HEARTBEAT_SECONDS
+    _limit_waits(lock_seconds=interval / 4, idle_seconds=interval / 2)
     return (
         MasterLease.objects.select_for_update().filter(name=LEASE, holder=node, term=term, expires_at__gt=now).exists()
     )
@@ -92,8 +114,9 @@ class Candidate:
         was = self.term
         try:
             term = lease_claim(node=self.node)
-        except DatabaseError:
-            logger.warning("Node %s cannot reach the admin database to renew the master lease", self.node)
+        except DatabaseError as exc:
+            logger.warning("Node %s could not renew or take the master lease: %s", self.node, exc)
+            connection.close()  # a fresh connection next time, whatever state this one is in
             term = was  # still master until its own clock says the lease may have run out
         else:
             if term is not None:
