@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -262,8 +262,14 @@ def jobs_requeue_from_node(*, node: str, reason: str) -> dict[str, list[int]]:
     """
     outcome: dict[str, list[int]] = {JobState.QUEUED: [], JobState.FAILED: []}
     for job in Job.objects.filter(state=JobState.RUNNING, node=node).select_related("app_version__app", "owner"):
-        job_append_log(job=job, offset=job.log_size, text=f"--- attempt {job.attempt}: {reason} ---\n")
-        outcome[job_release(job=job, reason=reason)].append(job.pk)
+        try:
+            with transaction.atomic():  # one job apart from the others
+                job_append_log(job=job, offset=job.log_size, text=f"--- attempt {job.attempt}: {reason} ---\n")
+                outcome[job_release(job=job, reason=reason)].append(job.pk)
+        except OperationalError as exc:
+            # Its row is locked by a write its node began and has not finished (the node froze
+            # mid-write): the next round tries again, the other jobs go on now.
+            logger.warning("Job %s of node %s is locked (%s); it is requeued later", job.pk, node, exc)
     for state, ids in outcome.items():
         if ids:
             logger.warning("Jobs %s of node %s: %s", ids, node, "requeued" if state == JobState.QUEUED else "failed")

@@ -246,3 +246,47 @@ def test_a_master_frozen_inside_its_actions_does_not_block_the_takeover(settings
     assert isinstance(outcome[0], DatabaseError)  # its action was cut off and rolled back
     lease = MasterLease.objects.get()
     assert (lease.holder, lease.term) == ("new", 2)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    "postgres" not in os.environ.get("DATABASE_URL", ""),
+    reason="row locks held across connections are PostgreSQL's (SQLite locks the whole file)",
+)
+def test_a_job_row_locked_by_a_frozen_writer_does_not_hold_up_the_rest(settings, alice, lab):
+    """A node frozen in the middle of a write to one job's row: the master recovers the others now."""
+    from django.db import connection, transaction
+
+    from sessions import jobs
+    from sessions.models import Job, JobState
+
+    settings.PRO_HEARTBEAT_SECONDS = 2.0  # the master waits 0.5 s for a lock
+    locked, free = (jobs.job_submit(user=alice, app_name="lab", procedure="solve") for _ in range(2))
+    for _ in range(2):
+        jobs.job_claim_next(node="frozen")
+    _node("frozen", 60)
+    holding, release = threading.Event(), threading.Event()
+
+    def frozen_write() -> None:
+        try:
+            with transaction.atomic():
+                Job.objects.select_for_update().get(pk=locked.pk)
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=frozen_write)
+    writer.start()
+    master = election.Candidate("m")
+    try:
+        assert holding.wait(10) and master.campaign()
+        changed = master.act(failover.master_tick, master="m")
+        assert changed["dead"] == ["frozen"]
+        assert changed["recovered"]["frozen"]["jobs"] == {"queued": [free.pk], "failed": []}
+        assert Job.objects.get(pk=locked.pk).state == JobState.RUNNING
+    finally:
+        release.set()
+        writer.join(10)
+    assert master.campaign()
+    assert master.act(failover.master_tick, master="m")["recovered"]["frozen"]["jobs"]["queued"] == [locked.pk]

@@ -13,6 +13,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from sessions import data_sessions, jobs
@@ -74,7 +75,13 @@ def master_tick(*, master: str) -> dict:
         name: node_work_recover(name=name, state=state, master=master)
         for name, state in _nodes_gone_with_work().items()
     }
-    expired = [(job.pk, jobs.job_requeue_expired(job=job)) for job in jobs.jobs_with_expired_lease()]
+    expired = []
+    for job in jobs.jobs_with_expired_lease():
+        try:
+            with transaction.atomic():  # a job whose row is locked waits for the next round
+                expired.append((job.pk, jobs.job_requeue_expired(job=job)))
+        except OperationalError as exc:
+            logger.warning("Job %s is locked (%s); it is requeued later", job.pk, exc)
     unclaimed = data_sessions.sessions_fail_unclaimed(
         older_than_seconds=max(UNCLAIMED_SESSION_SECONDS, 2 * settings.PRO_HEARTBEAT_SECONDS)
     )
