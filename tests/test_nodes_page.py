@@ -47,6 +47,10 @@ def nodes_world(alice, lab):  # noqa: F811
         max_sessions=20,
         version="0.1.0",
         last_heartbeat=now - timedelta(seconds=3),
+        restarts=3,
+        last_restart_at=datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC),
+        last_restart_child="solves",
+        last_restart_reason="killed by SIGKILL",
     )
     Node.objects.create(name="beta", address="10.0.0.2", roles=["sessions"], max_sessions=8, version="0.1.0")
     Node.objects.create(
@@ -88,6 +92,10 @@ def test_the_admin_sees_the_nodes_the_master_and_their_work(admin_user, nodes_wo
     assert "by alpha</div>" in gamma
     assert "2\xa0hours ago" in gamma  # a long silence reads as a duration, not in seconds
     assert "badge state-stopped" in delta and "backend" in delta
+    # Restarts of the node's processes: the count, and the last one (which child, how it ended, when).
+    assert '<td class="restarts"><strong>3</strong>' in alpha
+    assert 'title="2020-01-02 03:04:05">last: solves (killed by SIGKILL),' in alpha
+    assert '<td class="restarts">0</td>' in beta and "last-restart" not in beta
     assert "js/nodes.js" in html and 'data-refresh-seconds="' in html
     assert 'href="/nodes/" class="active">Nodes</a>' in html
 

@@ -31,6 +31,8 @@ CHILDREN = {
     "web": re.compile(r" -m (uvicorn|daphne) "),
     "workers": re.compile(r"manage\.py qcluster\b"),
     "agent": re.compile(r"manage\.py node_agent\b"),
+    "solves": re.compile(r"manage\.py solve_worker\b"),
+    "sessions": re.compile(r"manage\.py session_manager\b"),
 }
 
 
@@ -297,3 +299,36 @@ def test_http_port_moves_the_web_server(fresh, start_platform):
     assert code == 0, platform.log()[-5000:]
     assert_all_gone(before, platform.log())
     assert "Platform stopped." in platform.log()
+
+
+def test_a_child_that_dies_is_restarted_and_counted(fresh, start_platform):
+    fresh.manage("migrate", "--noinput")
+    platform = start_platform(fresh)
+    platform.wait_healthy(fresh.url)
+    children = platform.children()
+    assert wait_until(lambda: fresh.query("SELECT restarts FROM cluster_node WHERE state = 'up'"), 30) == [(0,)]
+
+    victim = children["solves"]
+    os.kill(victim.pid, signal.SIGKILL)
+    # The same command comes back under run_platform as a new process; the other children were left alone.
+    again = wait_until(lambda: (found := platform.children())["solves"].pid != victim.pid and found, 30)
+    assert again, platform.log()[-5000:]
+    assert platform.process.poll() is None, platform.log()[-5000:]
+    assert again["solves"].cmdline == victim.cmdline
+    assert {role: p.pid for role, p in again.items() if role != "solves"} == {
+        role: p.pid for role, p in children.items() if role != "solves"
+    }
+    log = platform.log()
+    assert "solves stopped unexpectedly (killed by SIGKILL); restarting it in 1s." in log, log[-5000:]
+    assert f"solves restarted (pid {again['solves'].pid})." in log
+
+    row = "SELECT restarts, last_restart_child, last_restart_reason, last_restart_at IS NOT NULL FROM cluster_node"
+    assert wait_until(lambda: fresh.query(row) == [(1, "solves", "killed by SIGKILL", 1)], 10), fresh.query(row)
+    assert healthy(fresh.url)
+
+    code, before = platform.stop(signal.SIGINT, group=True)
+    assert code == 0, platform.log()[-5000:]
+    assert again["solves"].pid in {p.pid for p in before}
+    assert_all_gone([*before, victim], platform.log())
+    assert "Platform stopped." in platform.log()
+    assert "stopped unexpectedly" not in platform.log().split("solves restarted")[1]  # Ctrl-C restarts nothing

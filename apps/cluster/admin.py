@@ -5,5 +5,15 @@ from .models import Node
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ("name", "state", "roles", "address", "version", "started_at", "last_heartbeat")
+    list_display = (
+        "name",
+        "state",
+        "roles",
+        "address",
+        "version",
+        "started_at",
+        "last_heartbeat",
+        "restarts",
+        "last_restart_at",
+    )
     list_filter = ("state",)

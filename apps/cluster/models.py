@@ -25,6 +25,12 @@ class Node(models.Model):
     last_heartbeat = models.DateTimeField(default=timezone.now)
     declared_dead_at = models.DateTimeField(null=True, blank=True)
     declared_dead_by = models.CharField(max_length=200, blank=True, help_text="The master that declared it dead.")
+    restarts = models.PositiveIntegerField(
+        default=0, help_text="Children of run_platform that died and were started again on this node."
+    )
+    last_restart_at = models.DateTimeField(null=True, blank=True)
+    last_restart_child = models.CharField(max_length=40, blank=True, help_text="e.g. web, workers, solves.")
+    last_restart_reason = models.CharField(max_length=200, blank=True, help_text="How the child ended.")
 
     class Meta:
         ordering = ["name"]

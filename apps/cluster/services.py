@@ -1,4 +1,4 @@
-"""Nodes: registration and heartbeats in the admin database."""
+"""Nodes: registration, heartbeats and restarts of their processes in the admin database."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import os
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from .models import Node, NodeState
@@ -57,3 +58,18 @@ def node_heartbeat(*, node: Node) -> bool:
 
 def node_stop(*, node: Node) -> None:
     Node.objects.filter(pk=node.pk).update(state=NodeState.STOPPED, last_heartbeat=timezone.now())
+
+
+def node_child_restarted(*, child: str, reason: str, name: str | None = None) -> None:
+    """Count a restart of one of the node's processes (``run_platform``'s children) on its row.
+
+    The row is created if the agent has not registered the node yet; the agent then brings it up.
+    """
+    name = name or settings.PRO_NODE_NAME
+    fields = {"last_restart_at": timezone.now(), "last_restart_child": child, "last_restart_reason": reason[:200]}
+    if not Node.objects.filter(name=name).update(restarts=F("restarts") + 1, **fields):
+        _, created = Node.objects.get_or_create(
+            name=name, defaults={"state": NodeState.STOPPED, "restarts": 1, **fields}
+        )
+        if not created:  # registered meanwhile
+            Node.objects.filter(name=name).update(restarts=F("restarts") + 1, **fields)

@@ -1,19 +1,95 @@
+"""``manage.py run_platform``: start this node's processes and keep them running.
+
+The children are web (uvicorn), the task workers (qcluster), the solve worker, the session
+manager and the node agent, as the node's roles ask. A child that exits while the platform is
+not stopping is started again after a backoff: 1 s, doubling with every failure in a row up to
+60 s; a child that stayed up for 60 s has recovered, and its next failure waits 1 s again. Every
+restart is written on stderr (the child, how it ended, the delay) and counted on the node's row
+(the nodes page shows it); a database that cannot record it does not hold the restart back.
+
+A child that cannot start at all is a configuration error, not a crash: when the same child
+dies within 10 s of starting 5 times in a row (e.g. the web server cannot bind its port), the
+platform stops, saying which child and how it ended, and exits with status 1.
+
+Ctrl-C or SIGTERM stops every child: SIGTERM, then SIGKILL for those still running after 10 s.
+"""
+
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
+from apps.cluster.services import node_child_restarted
 from pro_portal.env import env_int, env_str
 
 STOP_GRACE_SECONDS = 10
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+STABLE_SECONDS = 60.0  # a child up this long has recovered: the backoff starts again at its first delay
+QUICK_SECONDS = 10.0  # a child dead this soon after its start could not start at all
+MAX_QUICK_FAILURES = 5  # quick failures in a row of one child that stop the platform
+POLL_SECONDS = 0.5
+
+
+def backoff_delay(failures: int) -> float:
+    """Seconds to wait before restarting a child after its ``failures``-th failure in a row (1 or more)."""
+    return min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(failures - 1, 32))
+
+
+def how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit {returncode}"
+
+
+class GiveUp(Exception):
+    """A child keeps failing as soon as it starts: the platform stops."""
+
+
+@dataclass
+class Child:
+    """One child of the platform, its process and its record of failures."""
+
+    name: str
+    command: list[str]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0  # time.monotonic() of its last start
+    failures: int = 0  # failures in a row (reset once it stayed up for STABLE_SECONDS)
+    quick_failures: int = 0  # failures in a row within QUICK_SECONDS of a start
+    restart_at: float | None = None  # set while it is dead and waits for its restart
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, cwd=settings.BASE_DIR)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def failed(self, now: float) -> float:
+        """Count the exit of its process; the delay before its restart. Raise GiveUp when it cannot start."""
+        uptime = now - self.started_at
+        self.failures = 1 if uptime >= STABLE_SECONDS else self.failures + 1
+        self.quick_failures = self.quick_failures + 1 if uptime < QUICK_SECONDS else 0
+        if self.quick_failures >= MAX_QUICK_FAILURES:
+            raise GiveUp(
+                f"{self.name} failed {self.quick_failures} times in a row within {QUICK_SECONDS:g}s of its start"
+                f" (last: {how_it_ended(self.process.returncode)}); stopping the platform. Its output above says why."
+            )
+        delay = backoff_delay(self.failures)
+        self.restart_at = now + delay
+        return delay
 
 
 class Command(BaseCommand):
-    help = "Start the platform on this node: web (uvicorn), task workers (qcluster), the solve worker, the session manager and the node agent."
+    help = "Start the platform on this node: web (uvicorn), task workers (qcluster), the solve worker, the session manager and the node agent; restart a child that dies."
 
     def _children(self, host: str, port: int) -> dict[str, list[str]]:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
@@ -56,41 +132,72 @@ class Command(BaseCommand):
     def handle(self, **options):
         host = env_str("PRO_HTTP_HOST", "127.0.0.1")
         port = env_int("PRO_HTTP_PORT", 8000, minimum=1)
-        children = self._children(host, port)  # refuses a bad configuration before anything starts
+        # Refuses a bad configuration before anything starts.
+        children = [Child(name, cmd) for name, cmd in self._children(host, port).items()]
         stopping = []
         signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        processes = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in children.items()}
+        for child in children:
+            child.start()
         scheme = "https" if env_str("PRO_TLS_CERT") else "http"
-        where = f"at {scheme}://{host}:{port}/" if "web" in children else f"on node {settings.PRO_NODE_NAME}"
-        self.stdout.write(f"Platform up {where} ({', '.join(children)}; data in {settings.DATA_DIR}); Ctrl-C stops it.")
-        failed = None
-        while not stopping and failed is None:
-            time.sleep(0.5)
-            failed = next((name for name, p in processes.items() if p.poll() is not None), None)
-        if failed and not stopping:
-            # Ctrl-C in a terminal reaches every child too; this process's own signal may land a moment later.
-            time.sleep(1.0)
-        if failed and stopping:
-            failed = None
-        if failed:
-            self.stderr.write(
-                f"{failed} stopped unexpectedly (exit {processes[failed].returncode}); stopping the platform."
-            )
-        self._stop(processes)
+        names = [c.name for c in children]
+        where = f"at {scheme}://{host}:{port}/" if "web" in names else f"on node {settings.PRO_NODE_NAME}"
+        self.stdout.write(f"Platform up {where} ({', '.join(names)}; data in {settings.DATA_DIR}); Ctrl-C stops it.")
+        try:
+            self._supervise(children, stopping)
+            failed = False
+        except GiveUp as exc:
+            self.stderr.write(str(exc))
+            failed = True
+        self._stop(children)
         self.stdout.write("Platform stopped.")
         sys.exit(1 if failed else 0)
 
-    def _stop(self, processes: dict[str, subprocess.Popen]) -> None:
+    def _supervise(self, children: list[Child], stopping: list) -> None:
+        """Restart the children that die, until the platform is asked to stop."""
+        while not stopping:
+            time.sleep(POLL_SECONDS)
+            dead = [c for c in children if c.restart_at is None and c.process.poll() is not None]
+            if dead:
+                # Ctrl-C in a terminal reaches every child too; this process's own signal may land a moment later.
+                time.sleep(1.0)
+                if stopping:
+                    return
+            for child in dead:
+                delay = child.failed(time.monotonic())
+                self.stderr.write(
+                    f"{child.name} stopped unexpectedly ({how_it_ended(child.process.returncode)});"
+                    f" restarting it in {delay:g}s."
+                )
+            for child in children:
+                if child.restart_at is not None and time.monotonic() >= child.restart_at and not stopping:
+                    self._restart(child)
+
+    def _restart(self, child: Child) -> None:
+        ended = how_it_ended(child.process.returncode)
+        child.start()
+        self.stderr.write(f"{child.name} restarted (pid {child.process.pid}).")
+        threading.Thread(target=self._record_restart, args=(child.name, ended), daemon=True).start()
+
+    def _record_restart(self, child: str, ended: str) -> None:
+        """Count the restart on this node's row, in a thread of its own: a slow database delays nothing."""
+        try:
+            node_child_restarted(child=child, reason=ended)
+        except Exception as exc:  # the database may be down, or not migrated yet
+            self.stderr.write(f"Could not record the restart of {child} in the admin database: {exc}")
+        finally:
+            connection.close()
+
+    def _stop(self, children: list[Child]) -> None:
         """Ask every child to stop, then kill what is still running after the grace period."""
-        for process in processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        for child in children:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for name, process in processes.items():
+        for child in children:
             try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.stderr.write(f"{name} did not stop in {STOP_GRACE_SECONDS}s; killing it.")
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+                self.stderr.write(f"{child.name} did not stop in {STOP_GRACE_SECONDS}s; killing it.")
+                os.kill(child.process.pid, signal.SIGKILL)
+                child.process.wait()
