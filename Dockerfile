@@ -29,7 +29,7 @@ RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
 FROM ${PYTHON_IMAGE} AS base
 # tini is process 1: it forwards docker's SIGTERM to run_platform and reaps orphaned processes.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini \
+    && apt-get install -y --no-install-recommends tini bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 1000 --user-group --create-home --home-dir /var/lib/pro --shell /usr/sbin/nologin pro
 COPY --from=deps /opt/venv /opt/venv

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup lint format bench clean
+.PHONY: run test setup sandbox-tool lint format bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,21 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox-tool
+
+# App code runs only in a bubblewrap sandbox (sessions/launcher): install it where it is missing.
+sandbox-tool:
+	@if [ "$${PRO_SANDBOX:-}" != off ] && ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing bubblewrap, the sandbox of app code"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "App code runs in a bubblewrap sandbox, which is not installed. Install it with:"; \
+	    echo "    sudo apt-get install bubblewrap"; \
+	    echo "(or set PRO_SANDBOX=off to run apps unconfined, only for apps you trust)"; \
+	    exit 1; \
+	  fi; \
+	fi
 
 run: setup
 	$(PY) manage.py migrate --noinput

@@ -356,3 +356,14 @@ PRO_SESSION_POOL = env_int("PRO_SESSION_POOL", 2, minimum=0)
 PRO_MAX_SESSIONS = env_int("PRO_MAX_SESSIONS", 20, minimum=1)  # data sessions one node hosts
 PRO_SESSION_TICKET_TTL = env_int("PRO_SESSION_TICKET_TTL", 24 * 3600, minimum=60)
 PRO_INTERNAL_API_URL = env_str("PRO_INTERNAL_API_URL", f"http://127.0.0.1:{env_int('PRO_HTTP_PORT', 8000, minimum=1)}")
+
+# ---------------------------------------------------------------- the sandbox of app code
+
+PRO_SANDBOX = env_str("PRO_SANDBOX", "bubblewrap").strip().lower()
+if PRO_SANDBOX not in ("bubblewrap", "off"):
+    raise ImproperlyConfigured(f"PRO_SANDBOX={PRO_SANDBOX!r}: use bubblewrap (the default) or off")
+PRO_SANDBOX_MAX_PROCESSES = env_int("PRO_SANDBOX_MAX_PROCESSES", 256, minimum=8)  # per sandbox
+PRO_SANDBOX_TMP_MB = env_int("PRO_SANDBOX_TMP_MB", 1024, minimum=16)  # size of each sandbox's /tmp
+PRO_SESSION_MEMORY_MB = env_int("PRO_SESSION_MEMORY_MB", 4096, minimum=64)  # per data session
+PRO_VERIFY_MEMORY_MB = env_int("PRO_VERIFY_MEMORY_MB", 2048, minimum=64)
+PRO_SESSION_LOG_BYTES = env_int("PRO_SESSION_LOG_BYTES", 10 * 1024 * 1024, minimum=0)  # a session's own output kept

@@ -1,62 +1,72 @@
 """The session manager of a node: starts, watches and stops its data session processes.
 
-It keeps a pool of warm interpreters (started, with the SDK, numpy and HiGHS imported) so that
-a launch costs only decrypting the package and importing the app. Each session process runs
-in a process group of its own, in a private folder removed when the session ends. Timeouts:
+It keeps a pool of warm interpreters (started in their sandboxes, with the SDK, numpy and
+HiGHS imported) so that a launch costs only decrypting the package and importing the app.
+Each session runs in a sandbox of its own (:mod:`sessions.launcher`) with no network: it serves
+on a listening socket this manager made for it on ``PRO_NODE_ADDRESS`` and reaches the API
+through this manager's relay (:mod:`sessions.relay`). Its private folder is removed when the
+session ends. Timeouts:
 
 - ``START_TIMEOUT``: how long a session process may take to listen after its launch order;
-- ``TERMINATE_GRACE`` (shared with the solve worker): between SIGTERM and SIGKILL.
+- ``launcher.TERMINATE_GRACE``: between SIGTERM and SIGKILL of a sandbox.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
-import shutil
-import subprocess
+import socket
 import threading
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection
-from django.utils import timezone
 
 from apps.accounts.models import ApiTicket
-from apps.accounts.services import ticket_issue_for_user
+from apps.accounts.services import ticket_issue_for_user, ticket_revoke
 from apps.catalog.keys import platform_private_key
 from sessions.runtime import package
 
 from . import data_sessions as service
+from . import launcher
 from .models import DataSession, SessionState
-from .supervisor import kill_process_group, process_group_members
+from .network import NetworkGrant, grant_of
+from .relay import Relays, forward_to, relays, url_target
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 20.0
+API_SOCKET = "/pro/api.sock"  # where a session's sandbox sees its relay to the API
 
 
 class WarmInterpreter:
-    """A session process started ahead of need, waiting for its launch order on stdin."""
+    """A session process started ahead of need in its sandbox, waiting for its launch order on stdin."""
 
-    def __init__(self, interpreter: str):
-        self.process = subprocess.Popen(
-            [interpreter, "-m", "sessions.runtime.session_server", "--pool"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=settings.PRO_WORK_DIR,
-            env={
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "PYTHONPATH": str(settings.BASE_DIR),
-                "LANG": "C.UTF-8",
-                "PYTHONUNBUFFERED": "1",
-            },
-            start_new_session=True,
+    def __init__(self, interpreter: str, relay: Relays, grant: NetworkGrant | None = None):
+        self.workdir = launcher.new_workdir("session")
+        (self.workdir / "app").mkdir()  # mounted read-only; the package is extracted into it later
+        self.api_socket = self.workdir.with_name(self.workdir.name + ".sock")
+        self.listener = socket.create_server((settings.PRO_NODE_ADDRESS, 0), backlog=64)
+        self.port = self.listener.getsockname()[1]
+        self.relay = relay
+        relay.open(self.api_socket, forward_to(*url_target(settings.PRO_INTERNAL_API_URL)))
+        self.process = launcher.launch(
+            launcher.LaunchSpec(
+                name=self.workdir.name,
+                interpreter=interpreter,
+                module="sessions.runtime.session_server",
+                args=["--pool"],
+                workdir=self.workdir,
+                env={"PRO_LISTEN_FD": str(self.listener.fileno())},
+                memory_limit_mb=settings.PRO_SESSION_MEMORY_MB,
+                network=grant or NetworkGrant(),
+                read_only={API_SOCKET: self.api_socket},
+                pass_fds=(self.listener.fileno(),),
+                stdin=True,
+            )
         )
+        self.listener.close()  # the sandbox holds it now
         self.ready = False
 
     def wait_ready(self, timeout: float) -> bool:
@@ -64,8 +74,13 @@ class WarmInterpreter:
             self.ready = _read_until(self.process, "READY", timeout) == "READY"
         return self.ready
 
+    def discard(self) -> None:
+        self.process.stop()
+        self.process.cleanup()
+        self.relay.close(self.api_socket)
 
-def _read_until(process: subprocess.Popen, prefix: str, timeout: float) -> str:
+
+def _read_until(process: launcher.SandboxedProcess, prefix: str, timeout: float) -> str:
     """The first stdout line starting with ``prefix`` (or a failure line), within ``timeout``."""
     result: list[str] = []
 
@@ -83,16 +98,20 @@ def _read_until(process: subprocess.Popen, prefix: str, timeout: float) -> str:
 
 
 class RunningSession:
-    def __init__(self, session: DataSession, process: subprocess.Popen, workdir: Path, ticket: ApiTicket):
-        self.session, self.process, self.workdir, self.ticket = session, process, workdir, ticket
+    def __init__(self, session: DataSession, warm: WarmInterpreter, ticket: ApiTicket):
+        self.session, self.warm, self.ticket = session, warm, ticket
+        self.process, self.workdir = warm.process, warm.workdir
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self) -> None:
-        """Keep the app's own output from filling the pipe; it goes to the session's folder."""
-        with open(self.workdir / "session.log", "ab") as sink:
-            for raw in iter(self.process.stdout.readline, b""):
-                sink.write(raw)
-                sink.flush()
+        """Keep the app's own output from filling the pipe; it goes to the session's folder, capped."""
+        written = 0
+        with open(self.workdir.with_name(self.workdir.name + ".log"), "ab") as sink:
+            for raw in iter(lambda: self.process.stdout.readline(64 * 1024), b""):
+                if written < settings.PRO_SESSION_LOG_BYTES:
+                    sink.write(raw)
+                    sink.flush()
+                    written += len(raw)
 
 
 class SessionManager:
@@ -101,6 +120,7 @@ class SessionManager:
         self.pool_size = settings.PRO_SESSION_POOL if pool_size is None else pool_size
         self.pool: dict[str, list[WarmInterpreter]] = {}
         self.running: dict[str, RunningSession] = {}
+        self.relay = relays()
 
     # ------------------------------------------------------------ pool
     def _take_warm(self, interpreter: str) -> WarmInterpreter:
@@ -109,70 +129,76 @@ class SessionManager:
             candidate = warm.pop(0)
             if candidate.process.poll() is None and candidate.wait_ready(START_TIMEOUT):
                 return candidate
-            kill_process_group(candidate.process)
-        return WarmInterpreter(interpreter)
+            candidate.discard()
+        return WarmInterpreter(interpreter, self.relay)
 
     def refill_pool(self, interpreter: str) -> None:
         warm = self.pool.setdefault(interpreter, [])
         while len(warm) < self.pool_size:
-            warm.append(WarmInterpreter(interpreter))
+            warm.append(WarmInterpreter(interpreter, self.relay))
 
     # ------------------------------------------------------------ starting
     def start(self, session: DataSession) -> None:
         version = session.app_version
-        workdir = Path(settings.PRO_WORK_DIR) / f"session-{session.pk}-{secrets.token_hex(4)}"
-        workdir.mkdir(parents=True, mode=0o700)
         warm = None
         try:
             with default_storage.open(version.package_path, "rb") as handle:
                 archive = package.decrypt(handle.read(), platform_private_key())
-            package.extract_archive(archive, workdir / "app")
+            grant = grant_of(version.app)
+            # The warm pool has no grants: an app with network grants gets a sandbox of its own.
+            if grant:
+                warm = WarmInterpreter(version.runtime.interpreter, self.relay, grant)
+            else:
+                warm = self._take_warm(version.runtime.interpreter)
+            package.extract_archive(archive, warm.workdir / "app")
             scope = {"session": str(session.pk), "app": version.app.name}
             raw_ticket, ticket = ticket_issue_for_user(
                 user=session.owner, ttl_seconds=settings.PRO_SESSION_TICKET_TTL, scope=scope
             )
             order = {
-                "app_dir": str(workdir / "app"),
+                "app_dir": f"{launcher.work_path(warm.workdir)}/app",
                 "secret": session.secret,
                 "session": str(session.pk),
                 "api_url": settings.PRO_INTERNAL_API_URL,
+                "api_socket": API_SOCKET if launcher.mode() != "off" else str(warm.api_socket),
                 "ticket": raw_ticket,
                 "host": settings.PRO_NODE_ADDRESS,
             }
-            warm = self._take_warm(version.runtime.interpreter)
-            if not warm.wait_ready(START_TIMEOUT):
-                raise RuntimeError("the session interpreter did not start")
-            warm.process.stdin.write((json.dumps(order) + "\n").encode())
-            warm.process.stdin.flush()
-            line = _read_until(warm.process, "LISTENING", START_TIMEOUT)
-            if not line.startswith("LISTENING"):
-                raise RuntimeError(
-                    line.removeprefix("START FAILED ").strip() or "the session process did not start listening"
-                )
-            port = int(line.split()[1])
+            self._send_order(warm, order)
         except Exception as exc:
             if warm is not None:
-                kill_process_group(warm.process)
-            shutil.rmtree(workdir, ignore_errors=True)
+                warm.discard()
             logger.warning("Session %s failed to start: %s", session.pk, exc)
             service.session_mark_ended(
                 session=session, state=SessionState.FAILED, error=f"The session could not start: {exc}"
             )
             return
-        self.running[str(session.pk)] = RunningSession(session, warm.process, workdir, ticket)
+        self.running[str(session.pk)] = RunningSession(session, warm, ticket)
         if not service.session_mark_running(
-            session=session, host=settings.PRO_NODE_ADDRESS, port=port, pid=warm.process.pid
+            session=session, host=settings.PRO_NODE_ADDRESS, port=warm.port, pid=warm.process.pid
         ):
             self.stop(str(session.pk))  # closed while it was starting
+
+    @staticmethod
+    def _send_order(warm: WarmInterpreter, order: dict[str, str]) -> None:
+        if not warm.wait_ready(START_TIMEOUT):
+            raise RuntimeError("the session interpreter did not start")
+        warm.process.stdin.write((json.dumps(order) + "\n").encode())
+        warm.process.stdin.flush()
+        line = _read_until(warm.process, "LISTENING", START_TIMEOUT)
+        if not line.startswith("LISTENING"):
+            raise RuntimeError(
+                line.removeprefix("START FAILED ").strip() or "the session process did not start listening"
+            )
 
     # ------------------------------------------------------------ watching and stopping
     def stop(self, session_id: str) -> None:
         running = self.running.pop(session_id, None)
         if running is None:
             return
-        kill_process_group(running.process)
-        shutil.rmtree(running.workdir, ignore_errors=True)
-        ApiTicket.objects.filter(pk=running.ticket.pk).update(revoked_at=timezone.now())
+        running.warm.discard()
+        running.warm.workdir.with_name(running.warm.workdir.name + ".log").unlink(missing_ok=True)
+        ticket_revoke(ticket=running.ticket)
 
     def reconcile(self) -> None:
         """Stop what was closed, mark lost what died, close what is idle."""
@@ -198,17 +224,10 @@ class SessionManager:
             self.stop(str(session.pk))
 
     def _record_usage(self, running: RunningSession) -> None:
-        rss = cpu = 0.0
-        ticks = os.sysconf("SC_CLK_TCK")
-        for pid in process_group_members(running.process.pid):
-            try:
-                with open(f"/proc/{pid}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-                rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-                cpu += (int(fields[11]) + int(fields[12])) / ticks
-            except (OSError, IndexError, ValueError):
-                continue
-        service.session_record_usage(session=running.session, memory_mb=round(rss, 1), cpu_seconds=round(cpu, 2))
+        usage = running.process.usage()
+        service.session_record_usage(
+            session=running.session, memory_mb=round(usage.memory_mb, 1), cpu_seconds=round(usage.cpu_seconds, 2)
+        )
 
     def mark_orphans(self) -> int:
         """Sessions this node was running before it restarted are gone: mark them lost."""
@@ -225,7 +244,9 @@ class SessionManager:
         return session is not None
 
     def run(self, stopping: threading.Event) -> None:
-        Path(settings.PRO_WORK_DIR).mkdir(parents=True, exist_ok=True)
+        launcher.mode()  # refuses to run app code where it cannot be sandboxed
+        launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
+        launcher.remove_leftovers("session")
         self.mark_orphans()
         from apps.catalog.models import Runtime
 
@@ -254,5 +275,5 @@ class SessionManager:
             )
             self.stop(session_id)
         for warm in (w for pool in self.pool.values() for w in pool):
-            kill_process_group(warm.process)
+            warm.discard()
         self.pool.clear()

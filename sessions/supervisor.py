@@ -1,22 +1,22 @@
 """The solve worker of a node: claims jobs and supervises their solve processes.
 
-Each claimed job runs in a process group of its own (``solve_runner``), started from the app
-version's runtime interpreter in a private working folder. A thread of this worker watches
-it: it streams the log and progress into the admin database, renews the job's lease (from
+Each claimed job runs in a sandbox of its own (``solve_runner``, started by
+:mod:`sessions.launcher` from the app version's runtime interpreter, with no network, in a
+private working folder). A thread of this worker watches it: it streams the log and progress into the admin database, renews the job's lease (from
 this process, so a solver that holds its CPU cannot starve it), asks the solver to stop on
-interrupt or at the time limit, kills the whole group on cancel or when a limit is exceeded,
-and records the result. Timeouts, all in seconds:
+interrupt or at the time limit, kills the whole sandbox on cancel or when a limit (memory,
+processes) is exceeded, and records the result. Timeouts, all in seconds:
 
 - ``PRO_JOB_LEASE_SECONDS``: how long a claim holds without renewal (renewed every third of it);
 - ``INTERRUPT_GRACE``: after an interrupt at the time limit, how long the solver may take to
   return its incumbent before it is killed;
-- ``TERMINATE_GRACE``: between SIGTERM and SIGKILL of a process group (a cancel ends within
-  ``TERMINATE_GRACE`` plus one watch tick, well under 5 seconds).
+- ``launcher.TERMINATE_GRACE``: between SIGTERM and SIGKILL of a sandbox (a cancel ends within
+  it plus one watch tick, well under 5 seconds).
 """
 
 from __future__ import annotations
 
-import contextlib
+import codecs
 import json
 import logging
 import os
@@ -26,7 +26,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -38,58 +37,18 @@ from apps.storage import services as storage
 from pro_portal.errors import ApplicationError
 from sessions.runtime import package
 
-from . import jobs
+from . import jobs, launcher
 from .cases import case_read_bytes
 from .models import Job, JobState
+from .network import grant_of
 
 logger = logging.getLogger(__name__)
 
 WATCH_TICK = 0.2
 FLUSH_EVERY = 0.5
 INTERRUPT_GRACE = 30.0
-TERMINATE_GRACE = 2.0
-
-
-def process_group_members(pgid: int) -> list[int]:
-    """The live processes of a process group, from the process table."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def process_group_rss_mb(pgid: int) -> float:
-    total = 0
-    for pid in process_group_members(pgid):
-        try:
-            with open(f"/proc/{pid}/statm") as handle:
-                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            continue
-    return total / (1024 * 1024)
-
-
-def kill_process_group(process: subprocess.Popen, grace: float = TERMINATE_GRACE) -> None:
-    """SIGTERM the group, SIGKILL whatever is left after ``grace``, reap the leader."""
-    pgid = process.pid
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and process_group_members(pgid):
-        if process.poll() is not None and not process_group_members(pgid):
-            break
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    process.wait()
+LOG_BUFFER_BYTES = 4 * 1024 * 1024  # what the worker holds of a job's log between two flushes
+LOG_CHUNK_BYTES = 64 * 1024  # the longest line read at once; a longer one arrives in pieces
 
 
 class SolveSupervisor:
@@ -97,8 +56,8 @@ class SolveSupervisor:
 
     def __init__(self, job: Job):
         self.job = job
-        self.workdir = Path(settings.PRO_WORK_DIR) / f"job-{job.pk}-{job.attempt}-{secrets.token_hex(4)}"
-        self.process: subprocess.Popen | None = None
+        self.workdir = launcher.node_work_dir() / f"job-{job.pk}-{job.attempt}-{secrets.token_hex(4)}"
+        self.process: launcher.SandboxedProcess | None = None
         self.log_lines: list[str] = []
         self.lock = threading.Lock()
         self.progress: dict[str, Any] = {}
@@ -109,6 +68,7 @@ class SolveSupervisor:
         self.stop_reason: str | None = None
         self.shutdown = threading.Event()
         self.readers: list[threading.Thread] = []
+        self.buffered = self.dropped = 0
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -120,12 +80,12 @@ class SolveSupervisor:
         except Exception as exc:
             logger.exception("Job %s failed in its worker", self.job.pk)
             if self.process is not None and self.process.poll() is None:
-                kill_process_group(self.process)
+                self.process.stop()
             self._flush_log()
             jobs.job_finish(job=self.job, state=JobState.FAILED, error=f"The worker could not run the job: {exc}")
         finally:
             if self.process is not None:
-                self._kill_stragglers()
+                self.process.cleanup(remove_workdir=False)
             shutil.rmtree(self.workdir, ignore_errors=True)
             connection.close()
 
@@ -145,26 +105,22 @@ class SolveSupervisor:
 
     def _start(self) -> None:
         control_read, control_write = os.pipe()
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.workdir),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(settings.BASE_DIR),
-            "PRO_CONTROL_FD": str(control_write),
-        }
-        interpreter = self.job.app_version.runtime.interpreter
-        self.process = subprocess.Popen(
-            [interpreter, "-m", "sessions.runtime.solve_runner", str(self.workdir)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+        spec = launcher.LaunchSpec(
+            name=self.workdir.name,
+            interpreter=self.job.app_version.runtime.interpreter,
+            module="sessions.runtime.solve_runner",
+            args=[launcher.work_path(self.workdir)],
+            workdir=self.workdir,
+            env={"PRO_CONTROL_FD": str(control_write)},
+            memory_limit_mb=self.job.memory_limit_mb,
+            network=grant_of(self.job.app_version.app),
             pass_fds=(control_write,),
-            cwd=self.workdir,
-            env=env,
-            start_new_session=True,
+            stdin=True,
         )
-        os.close(control_write)
+        try:
+            self.process = launcher.launch(spec)
+        finally:
+            os.close(control_write)
         self.readers = [
             threading.Thread(target=self._read_log, daemon=True),
             threading.Thread(target=self._read_control, args=(control_read,), daemon=True),
@@ -173,13 +129,20 @@ class SolveSupervisor:
             reader.start()
 
     # ------------------------------------------------------------ channels
-    def _log(self, line: str) -> None:
+    def _log(self, line: str, partial: bool = False) -> None:
+        """Buffer a log line; past ``LOG_BUFFER_BYTES`` the oldest buffered lines are dropped."""
         with self.lock:
-            self.log_lines.append(line if line.endswith("\n") else line + "\n")
+            self.log_lines.append(line if partial or line.endswith("\n") else line + "\n")
+            self.buffered += len(line)
+            while self.buffered > LOG_BUFFER_BYTES and len(self.log_lines) > 1:
+                dropped = self.log_lines.pop(0)
+                self.buffered -= len(dropped)
+                self.dropped += len(dropped)
 
     def _read_log(self) -> None:
-        for raw in iter(self.process.stdout.readline, b""):
-            self._log(raw.decode("utf-8", "replace"))
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")  # a character may span two reads
+        for raw in iter(lambda: self.process.stdout.readline(LOG_CHUNK_BYTES), b""):
+            self._log(decoder.decode(raw), partial=not raw.endswith(b"\n"))
 
     def _read_control(self, fd: int) -> None:
         close_old_connections()
@@ -220,7 +183,7 @@ class SolveSupervisor:
             local.parent.mkdir(parents=True, exist_ok=True)
             with handle, open(local, "wb") as sink:
                 shutil.copyfileobj(handle, sink, 1024 * 1024)
-            answer = {"ok": True, "local": str(local)}
+            answer = {"ok": True, "local": f"{launcher.work_path(self.workdir)}/files/{path}"}
         except ApplicationError as exc:
             answer = {"ok": False, "error": exc.message}
         except OSError as exc:
@@ -234,7 +197,10 @@ class SolveSupervisor:
     # ------------------------------------------------------------ watching
     def _flush_log(self) -> None:
         with self.lock:
-            text, self.log_lines = "".join(self.log_lines), []
+            text, self.log_lines, self.buffered = "".join(self.log_lines), [], 0
+            if self.dropped:
+                text = f"--- {self.dropped} bytes of log dropped: the app printed faster than they could be kept ---\n{text}"
+                self.dropped = 0
         if text:
             self.log_offset = jobs.job_append_log(job=self.job, offset=self.log_offset, text=text)
 
@@ -278,24 +244,31 @@ class SolveSupervisor:
                 self._log(
                     f"--- {'interrupt requested' if self.stop_reason == 'interrupted' else f'time limit of {self.job.time_limit:g} s reached'}: stopping the solver, keeping its best solution ---"
                 )
-                os.killpg(self.process.pid, signal.SIGUSR1)
+                self.process.signal_app(signal.SIGUSR1)
             if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE:
                 return self._stop("time_limit_kill")
-            used = process_group_rss_mb(self.process.pid)
-            if used > self.job.memory_limit_mb:
-                self._log(
-                    f"--- the solve uses {used:.0f} MB, over its memory limit of {self.job.memory_limit_mb} MB: stopped ---"
-                )
-                return self._stop("memory")
+            over = self._over_limit()
+            if over:
+                return self._stop(over)
         return "exited"
 
-    def _stop(self, reason: str) -> str:
-        kill_process_group(self.process)
-        return reason
+    def _over_limit(self) -> str | None:
+        """``memory`` or ``processes`` when the sandbox as a whole is over the job's limits."""
+        usage = self.process.usage()
+        if usage.memory_mb > self.job.memory_limit_mb:
+            self._log(
+                f"--- the solve uses {usage.memory_mb:.0f} MB in {usage.processes} processes, over its memory limit of {self.job.memory_limit_mb} MB: stopped ---"
+            )
+            return "memory"
+        limit = settings.PRO_SANDBOX_MAX_PROCESSES
+        if usage.processes >= limit or self.process.processes_exhausted():
+            self._log(f"--- the solve tried to run more than {limit} processes at once: stopped ---")
+            return "processes"
+        return None
 
-    def _kill_stragglers(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+    def _stop(self, reason: str) -> str:
+        self.process.stop()
+        return reason
 
     # ------------------------------------------------------------ the end
     def _outcome(self) -> dict[str, Any]:
@@ -330,6 +303,10 @@ class SolveSupervisor:
                 error=f"The job exceeded its memory limit of {job.memory_limit_mb} MB and was stopped.",
             )
             return
+        if ended == "processes":
+            error = f"The job tried to run more than {settings.PRO_SANDBOX_MAX_PROCESSES} processes at once and was stopped."
+            jobs.job_finish(job=job, state=JobState.FAILED, error=error)
+            return
         if ended == "time_limit_kill":
             error = f"The job exceeded its time limit of {job.time_limit:g} s and did not stop within {INTERRUPT_GRACE:g} s of being interrupted."
             jobs.job_finish(job=job, state=JobState.FAILED, error=error)
@@ -354,7 +331,7 @@ class SolveSupervisor:
                 status = f"{status} (interrupted)".strip()
             jobs.job_finish(job=job, state=JobState.SUCCEEDED, solver_status=status, result_blob=result.read_bytes())
             return
-        if code == 3:
+        if code == 3 or (code is not None and code < 0 and self.process.memory_exhausted()):
             error = f"The job ran out of memory (limit {job.memory_limit_mb} MB)."
         elif code is not None and code < 0:
             error = outcome.get("error") or f"The solve process was killed by signal {signal.Signals(-code).name}."
@@ -401,7 +378,11 @@ class SolveWorker:
         return job
 
     def run(self, stopping: threading.Event) -> None:
-        Path(settings.PRO_WORK_DIR).mkdir(parents=True, exist_ok=True)
+        launcher.mode()  # refuses to run app code where it cannot be sandboxed
+        launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
+        removed = launcher.remove_leftovers("job")
+        if removed:
+            logger.info("Removed %s working folders left by an earlier worker on %s", removed, self.node)
         requeued = self.reconcile()
         if requeued:
             logger.info("Requeued %s jobs left running by an earlier worker on %s", requeued, self.node)
@@ -422,5 +403,5 @@ class SolveWorker:
         for supervisor, _ in self.running.values():
             supervisor.shutdown.set()
         for _, thread in self.running.values():
-            thread.join(timeout=TERMINATE_GRACE + 5)
+            thread.join(timeout=launcher.TERMINATE_GRACE + 5)
         self.running.clear()

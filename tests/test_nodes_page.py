@@ -183,3 +183,16 @@ def test_the_overview_takes_the_same_few_queries_for_any_number_of_nodes(
 
 def test_the_refresh_script_is_served(admin_user):
     assert browser(admin_user).get("/static/js/nodes.js").status_code == 200
+
+
+def test_the_page_says_loudly_where_apps_run_unconfined(admin_user, settings):
+    from apps.cluster.services import node_register
+
+    node_register(name="confined")
+    settings.PRO_SANDBOX = "off"
+    node_register(name="loose")
+    rows = rows_of(browser(admin_user).get("/nodes/").content.decode())
+    assert Node.objects.get(name="confined").sandbox == "bubblewrap"
+    assert "bubblewrap" in rows["confined"] and "UNCONFINED" not in rows["confined"]
+    assert Node.objects.get(name="loose").sandbox == "off"
+    assert "UNCONFINED" in rows["loose"] and "PRO_SANDBOX=off" in rows["loose"]

@@ -42,6 +42,17 @@ class App(models.Model):
         related_name="+",
         help_text="The version tagged 'latest'.",
     )
+    network_outbound = models.BooleanField(
+        default=False,
+        help_text="Admins only: its sandboxes may reach other hosts through an HTTP proxy (never this node's own "
+        "addresses or the platform's services).",
+    )
+    network_targets = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Admins only: "host:port" services its sandboxes may reach, e.g. "db.example.com:3306" or '
+        '"127.0.0.1:3306" for a service of the node itself.',
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

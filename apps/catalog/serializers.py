@@ -1,4 +1,5 @@
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import AccessLevel, App, AppGrant, AppVersion, Runtime
@@ -46,12 +47,18 @@ class VersionOut(serializers.ModelSerializer):
         return version.manifest.get("interface", {}).get("procedures", [])
 
 
+class NetworkOut(serializers.Serializer):
+    outbound = serializers.BooleanField(help_text="Other hosts through an HTTP proxy (never the node's own).")
+    targets = serializers.ListField(child=serializers.CharField(), help_text='"host:port" services it may reach.')
+
+
 class AppOut(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", default=None, allow_null=True)
     latest_version = serializers.CharField(source="latest_version.version", default=None, allow_null=True)
     icon_url = serializers.SerializerMethodField()
     access = serializers.SerializerMethodField()
     versions = serializers.SerializerMethodField()
+    network = serializers.SerializerMethodField()
 
     class Meta:
         model = App
@@ -65,6 +72,7 @@ class AppOut(serializers.ModelSerializer):
             "icon_url",
             "access",
             "versions",
+            "network",
         ]
 
     def get_icon_url(self, app: App) -> str | None:
@@ -76,11 +84,16 @@ class AppOut(serializers.ModelSerializer):
     def get_versions(self, app: App) -> list[dict]:
         return VersionOut(self.context["versions"](app), many=True).data
 
+    @extend_schema_field(NetworkOut)
+    def get_network(self, app: App) -> dict:
+        return {"outbound": app.network_outbound, "targets": list(app.network_targets or [])}
+
 
 class AppPatch(serializers.Serializer):
     title = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     category = serializers.CharField(max_length=64, required=False)
+    network = NetworkOut(required=False, help_text="Admins only: what the app's sandboxes may reach.")
 
 
 class VersionPatch(serializers.Serializer):

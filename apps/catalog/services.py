@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import re
 import sys
 from collections import Counter
 from pathlib import PurePosixPath
@@ -217,8 +219,11 @@ def app_update(
     title: str | None = None,
     description: str | None = None,
     category: str | None = None,
+    network: dict | None = None,
 ) -> App:
     app_require_manager(user, app)
+    if network is not None:
+        app_set_network(user=user, app=app, outbound=network["outbound"], targets=network["targets"])
     fields = {"title": title, "description": description, "category": category}
     changed = [name for name, value in fields.items() if value is not None]
     for name in changed:
@@ -227,6 +232,44 @@ def app_update(
         raise ApplicationError("The category cannot be empty.", code="invalid")
     if changed:
         app.save(update_fields=[*changed, "updated_at"])
+    return app
+
+
+MAX_NETWORK_TARGETS = 32
+HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def network_target_parse(raw: str) -> str:
+    """``host:port`` (``[v6]:port`` for IPv6) checked and normalised, or a clear error."""
+    host, sep, port = str(raw).strip().rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        number = int(port)
+    except ValueError:
+        number = 0
+    if not sep or not 0 < number < 65536:
+        raise ApplicationError(f"{raw!r} is not host:port with a port from 1 to 65535.", code="invalid")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        if not HOST_NAME.match(bare):
+            raise ApplicationError(f"{raw!r} does not name a host.", code="invalid") from None
+        return f"{bare.lower()}:{number}"
+    return f"[{address}]:{number}" if address.version == 6 else f"{address}:{number}"
+
+
+def app_set_network(*, user: AbstractUser, app: App, outbound: bool, targets: list[str]) -> App:
+    """Grant (or take back) what the app's sandboxes may reach; admins only, a security event."""
+    if not user.is_superuser:
+        raise Forbidden("Only admins grant an app network access.")
+    if len(targets) > MAX_NETWORK_TARGETS:
+        raise ApplicationError(f"At most {MAX_NETWORK_TARGETS} network targets per app.", code="invalid")
+    parsed = list(dict.fromkeys(network_target_parse(target) for target in targets))
+    app.network_outbound, app.network_targets = bool(outbound), parsed
+    app.save(update_fields=["network_outbound", "network_targets", "updated_at"])
+    security_event("app.network", actor=user, target=f"app {app.name}", outbound=bool(outbound), targets=parsed)
     return app
 
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import tempfile
-from pathlib import Path
+import shutil
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from sessions import launcher
 from sessions.runtime import package
 
 from .keys import platform_private_key
@@ -37,23 +36,26 @@ def version_verify_later(version: AppVersion) -> None:
 
 
 def _run_verification(version: AppVersion) -> tuple[bool, str]:
+    """Import the app in its sandbox (no network) and compare it with its manifest."""
     with default_storage.open(version.package_path, "rb") as handle:
         archive = package.decrypt(handle.read(), platform_private_key())
-    with tempfile.TemporaryDirectory(prefix="verify-", dir=settings.DATA_DIR) as folder:
-        app_dir = Path(folder) / "app"
-        package.extract_archive(archive, app_dir)
-        try:
-            completed = subprocess.run(
-                [version.runtime.interpreter, "-m", "sessions.runtime.verify", str(app_dir)],
-                capture_output=True,
-                text=True,
-                cwd=folder,
-                timeout=VERIFY_TIMEOUT,
-                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(settings.BASE_DIR), "HOME": folder, "LANG": "C.UTF-8"},
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired:
-            return False, f"The app did not finish importing within {VERIFY_TIMEOUT} s."
+    workdir = launcher.new_workdir(f"verify-{version.pk}")
+    try:
+        package.extract_archive(archive, workdir / "app")
+        spec = launcher.LaunchSpec(
+            name=workdir.name,
+            interpreter=version.runtime.interpreter,
+            module="sessions.runtime.verify",
+            args=[f"{launcher.work_path(workdir)}/app"],
+            workdir=workdir,
+            memory_limit_mb=settings.PRO_VERIFY_MEMORY_MB,
+            stderr_to_stdout=False,
+        )
+        completed = launcher.run(spec, timeout=VERIFY_TIMEOUT)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if completed.timed_out:
+        return False, f"The app did not finish importing within {VERIFY_TIMEOUT} s."
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     try:
         report = json.loads(lines[-1])

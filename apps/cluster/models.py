@@ -31,6 +31,13 @@ class Node(models.Model):
     last_restart_at = models.DateTimeField(null=True, blank=True)
     last_restart_child = models.CharField(max_length=40, blank=True, help_text="e.g. web, workers, solves.")
     last_restart_reason = models.CharField(max_length=200, blank=True, help_text="How the child ended.")
+    sandbox = models.CharField(
+        max_length=32, blank=True, help_text="How it runs app code: bubblewrap, off (unconfined) or unavailable."
+    )
+    sandbox_hard_limits = models.BooleanField(
+        default=False, help_text="Whether its sandboxes get cgroup limits on processes and memory."
+    )
+    sandbox_detail = models.TextField(blank=True, help_text="Why app code cannot be sandboxed there, if it cannot.")
 
     class Meta:
         ordering = ["name"]

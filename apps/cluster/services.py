@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from sessions import launcher
+
 from .models import Node, NodeState
 
 logger = logging.getLogger(__name__)
@@ -20,6 +22,14 @@ def node_register(*, name: str | None = None, address: str = "") -> Node:
     """Record this node as up (again), with its roles, its capacity and the process that speaks for it."""
     now = timezone.now()
     roles = list(settings.PRO_NODE_ROLES)
+    sandbox = launcher.describe()
+    if sandbox["sandbox"] != "bubblewrap":
+        logger.warning(
+            "Node %s: app code is NOT sandboxed (%s). %s",
+            name or settings.PRO_NODE_NAME,
+            sandbox["sandbox"],
+            sandbox["detail"],
+        )
     node, _ = Node.objects.update_or_create(
         name=name or settings.PRO_NODE_NAME,
         defaults={
@@ -34,6 +44,9 @@ def node_register(*, name: str | None = None, address: str = "") -> Node:
             "last_heartbeat": now,
             "declared_dead_at": None,
             "declared_dead_by": "",
+            "sandbox": sandbox["sandbox"],
+            "sandbox_hard_limits": sandbox["hard_limits"],
+            "sandbox_detail": sandbox["detail"],
         },
     )
     return node

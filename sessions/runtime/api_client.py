@@ -1,8 +1,14 @@
-"""A small client of the platform's REST API for session processes (standard library only)."""
+"""A small client of the platform's REST API for session processes (standard library only).
+
+In a sandbox the session has no network: it reaches the API through the Unix socket its node
+relays (``unix_socket``), speaking HTTP to the API's URL over it.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,10 +21,45 @@ class ApiError(Exception):
     """The platform refused a call or could not be reached; the message says why."""
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    socket_path = ""
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+class _UnixHTTPSConnection(http.client.HTTPSConnection):
+    socket_path = ""
+
+    def connect(self) -> None:
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.settimeout(self.timeout)
+        raw.connect(self.socket_path)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+
+
+def _unix_opener(path: str) -> urllib.request.OpenerDirector:
+    """A urllib opener whose HTTP and HTTPS connections go through the Unix socket at ``path``."""
+    plain = type("Plain", (_UnixHTTPConnection,), {"socket_path": path})
+    secure = type("Secure", (_UnixHTTPSConnection,), {"socket_path": path})
+
+    class Handler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
+        def http_open(self, req):
+            return self.do_open(plain, req)
+
+        def https_open(self, req):
+            return self.do_open(secure, req)
+
+    return urllib.request.build_opener(Handler)
+
+
 class ApiClient:
-    def __init__(self, base_url: str, ticket: str):
+    def __init__(self, base_url: str, ticket: str, unix_socket: str = ""):
         self.base = base_url.rstrip("/") + "/api/v1/"
         self.ticket = ticket
+        self.open = _unix_opener(unix_socket).open if unix_socket else urllib.request.urlopen
 
     def _call(
         self,
@@ -36,7 +77,7 @@ class ApiClient:
         if body is not None:
             request.add_header("Content-Type", content_type)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            with self.open(request, timeout=TIMEOUT) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
             try:

@@ -2,15 +2,18 @@
 
     python -m sessions.runtime.session_server [--pool]
 
-It listens on the address its launch order names (``host``: the node's ``PRO_NODE_ADDRESS``,
-127.0.0.1 unless the node is one of a cluster), on a port of its choosing, and accepts a connection only with
+In its sandbox it has no network of its own: it serves on the listening socket its node made
+for it (``PRO_LISTEN_FD``, on the node's ``PRO_NODE_ADDRESS``) and reaches the platform's API
+through the Unix socket ``api_socket``. Unsandboxed (``PRO_SANDBOX=off``, or run by hand) it
+listens on ``host`` and a port of its choosing. It accepts a connection only with
 the per-session secret (``Authorization: Secret <secret>``), which the platform's websocket
 proxy holds and the browser never sees. With ``--pool`` it starts, imports the heavy modules
 (SDK, numpy, highspy) and waits for its launch order on stdin, so that a launch costs only the
 import of the app itself.
 
 Launch order (a JSON object, from the environment or on stdin): ``app_dir``, ``secret``,
-``session``, ``api_url``, ``ticket`` (scoped to this session), ``app``, ``version``, ``host``.
+``session``, ``api_url``, ``api_socket``, ``ticket`` (scoped to this session), ``app``,
+``version``, ``host``.
 Once listening it prints ``LISTENING <port>`` on stdout.
 
 Frames are JSON. From the browser: ``{"op": ..., "re": n, ...}``; to it: ``state``,
@@ -25,11 +28,13 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import sys
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from . import netforward
 from .api_client import ApiClient, ApiError
 from .case import apply_case, case_from_data, case_to_bytes, read_case
 from .loader import load_app
@@ -48,7 +53,7 @@ class DataSession:
         self.app = load_app(app_dir, manifest)
         self.data = self.app.new_data()
         self.order = order
-        self.api = ApiClient(order.get("api_url", ""), order.get("ticket", ""))
+        self.api = ApiClient(order.get("api_url", ""), order.get("ticket", ""), order.get("api_socket", ""))
         self.clients: set = set()
         self.jobs: dict[int, dict[str, Any]] = {}
         self.status = "Ready"
@@ -191,8 +196,17 @@ class DataSession:
         job_id = int(message["job"])
         if job_id not in self.jobs:
             return {"type": "error", "message": f"job {job_id} is not one of this session's"}
-        log = await asyncio.to_thread(self.api.get, f"jobs/{job_id}/log")
-        return {"type": "log", "job": job_id, "text": log["text"], "reset": True}
+        return {"type": "log", "job": job_id, "text": await asyncio.to_thread(self._whole_log, job_id), "reset": True}
+
+    def _whole_log(self, job_id: int) -> str:
+        """Every page of a job's log (a capped log is at most its head, a marker and its tail)."""
+        pages, offset = [], 0
+        while True:
+            page = self.api.get(f"jobs/{job_id}/log", {"offset": offset})
+            pages.append(page["text"])
+            if not page["text"] or page["offset"] >= page.get("size", page["offset"]):
+                return "".join(pages)
+            offset = page["offset"]
 
     @staticmethod
     def _job_summary(job: dict[str, Any]) -> dict[str, Any]:
@@ -297,7 +311,9 @@ def compare(left: dict[str, Any], right: dict[str, Any]) -> list[dict[str, Any]]
 # ---------------------------------------------------------------- serving
 
 
-async def serve(session: DataSession, secret: str, port: int = 0, host: str = "127.0.0.1") -> None:
+async def serve(
+    session: DataSession, secret: str, port: int = 0, host: str = "127.0.0.1", sock: socket.socket | None = None
+) -> None:
     from websockets.asyncio.server import serve as ws_serve
     from websockets.datastructures import Headers
     from websockets.http11 import Response
@@ -328,8 +344,9 @@ async def serve(session: DataSession, secret: str, port: int = 0, host: str = "1
             session.clients.discard(websocket)
 
     # max_queue bounds what a slow reader buffers: backpressure instead of unbounded memory.
+    where = {"sock": sock} if sock is not None else {"host": host, "port": port}
     async with ws_serve(
-        handler, host, port, process_request=check_secret, max_size=16 * 1024 * 1024, max_queue=32
+        handler, process_request=check_secret, max_size=16 * 1024 * 1024, max_queue=32, **where
     ) as server:
         bound = server.sockets[0].getsockname()[1]
         print(f"LISTENING {bound}", flush=True)
@@ -349,6 +366,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", action="store_true", help="start, warm up, and wait for the launch order on stdin")
     args = parser.parse_args()
+    netforward.start_from_environment()
     if args.pool:
         _warm_imports()
         print("READY", flush=True)
@@ -363,7 +381,10 @@ def main() -> int:
     except Exception as exc:
         print(f"START FAILED {type(exc).__name__}: {exc}", flush=True)
         return 1
-    asyncio.run(serve(session, order.get("secret", ""), int(order.get("port", 0)), order.get("host") or "127.0.0.1"))
+    listen_fd = os.environ.get("PRO_LISTEN_FD")
+    sock = socket.socket(fileno=int(listen_fd)) if listen_fd else None
+    host = order.get("host") or "127.0.0.1"
+    asyncio.run(serve(session, order.get("secret", ""), int(order.get("port", 0)), host, sock=sock))
     return 0
 
 

@@ -22,6 +22,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from . import netforward
+
 EXIT_OK = 0
 EXIT_APP_ERROR = 1
 EXIT_BAD_JOB = 2
@@ -109,6 +111,7 @@ def run(workdir: Path) -> int:
 def main() -> int:
     workdir = Path(sys.argv[1]).resolve()
     try:
+        netforward.start_from_environment()
         return run(workdir)
     except MemoryError:
         _write_outcome(workdir, error="the solve ran out of memory")

@@ -1,0 +1,87 @@
+"""The one reader of the process table (``/proc``) for the platform's supervisors.
+
+Sandboxed processes are found by their PID namespace, not their process group: a ``setsid``
+or double-forked child leaves its group but never its namespace.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a set of processes uses now: resident memory, CPU time so far, how many there are."""
+
+    memory_mb: float = 0.0
+    cpu_seconds: float = 0.0
+    processes: int = 0
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def pid_namespace(pid: int) -> str | None:
+    """The PID namespace of a process (``pid:[4026532...]``), or None if it is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def live_pids() -> list[int]:
+    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
+
+
+def namespace_members(namespace: str) -> list[int]:
+    """The live (not zombie) processes of a PID namespace, as host pids."""
+    members = []
+    for pid in live_pids():
+        if pid_namespace(pid) == namespace:
+            fields = _stat_fields(pid)
+            if fields is not None and fields[0] != "Z":
+                members.append(pid)
+    return members
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of a process group (for the unconfined mode)."""
+    members = []
+    for pid in live_pids():
+        fields = _stat_fields(pid)
+        if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(pid)
+    return members
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
+def usage_of(pids: list[int]) -> Usage:
+    rss_pages = ticks = count = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        try:
+            ticks += int(fields[11]) + int(fields[12])
+            rss_pages += int(fields[21])
+        except (IndexError, ValueError):
+            continue
+        count += 1
+    return Usage(rss_pages * PAGE_SIZE / (1024 * 1024), ticks / CLOCK_TICKS, count)
