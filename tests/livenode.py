@@ -44,6 +44,20 @@ class LiveNode:
     port: int
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        """Start (or start again, after a crash) one process of the node, appending to its log."""
+        with open(self.logs[name], "ab") as sink:
+            self.processes[name] = subprocess.Popen(
+                self.commands[name],
+                cwd=ROOT,
+                env=self.env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def log(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace")
@@ -101,13 +115,10 @@ def start_node(
         commands["solves"] = [*manage, "solve_worker"]
     if "sessions" in roles:
         commands["sessions"] = [*manage, "session_manager"]
-    node = LiveNode(url=f"http://127.0.0.1:{port}", port=port)
-    for name, command in commands.items():
+    node = LiveNode(url=f"http://127.0.0.1:{port}", port=port, commands=commands, env=env)
+    for name in commands:
         node.logs[name] = tmp_path / f"{name}.log"
-        with open(node.logs[name], "wb") as sink:
-            node.processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        node.start(name)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

@@ -251,3 +251,15 @@ def test_a_job_of_a_granted_app_reaches_its_target_and_an_ungranted_one_does_not
     grant = {"network": {"outbound": False, "targets": [f"127.0.0.1:{echo_port}"]}}
     assert api(admin_user).patch("/api/v1/apps/netprobe", grant, format="json").status_code == 200
     assert probe()["result"] == "answered echo ping"
+
+
+@pytest.mark.django_db
+def test_the_app_page_says_what_the_app_may_reach(alice, admin_user, netprobe):
+    from apps.catalog.services import app_set_network
+    from tests.conftest import browser
+
+    page = browser(alice).get("/apps/netprobe/").content.decode()
+    assert "Network: none" in page
+    app_set_network(user=admin_user, app=netprobe.app, outbound=True, targets=["db.example.com:3306"])
+    page = browser(alice).get("/apps/netprobe/").content.decode()
+    assert "db.example.com:3306" in page and "other hosts through a proxy" in page

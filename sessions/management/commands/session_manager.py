@@ -3,8 +3,9 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from sessions.launcher import SandboxUnavailable
 from sessions.session_manager import SessionManager
 
 
@@ -19,5 +20,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Session manager on {settings.PRO_NODE_NAME}: pool of {settings.PRO_SESSION_POOL} warm interpreters"
         )
-        SessionManager(settings.PRO_NODE_NAME).run(stopping)
+        try:
+            SessionManager(settings.PRO_NODE_NAME).run(stopping)
+        except SandboxUnavailable as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write("Session manager stopped")

@@ -3,8 +3,9 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from sessions.launcher import SandboxUnavailable
 from sessions.supervisor import SolveWorker
 
 
@@ -22,5 +23,8 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
         self.stdout.write(f"Solve worker on {settings.PRO_NODE_NAME}: up to {capacity} concurrent solves")
-        SolveWorker(settings.PRO_NODE_NAME, capacity).run(stopping)
+        try:
+            SolveWorker(settings.PRO_NODE_NAME, capacity).run(stopping)
+        except SandboxUnavailable as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write("Solve worker stopped")
