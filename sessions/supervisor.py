@@ -69,6 +69,8 @@ class SolveSupervisor:
         self.shutdown = threading.Event()
         self.readers: list[threading.Thread] = []
         self.buffered = self.dropped = 0
+        self.head_lines: list[str] = []  # the start of the log, which the job's log keeps whole
+        self.head_left = max(0, settings.PRO_JOB_LOG_MAX_BYTES // 2 - job.log_size)
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -130,10 +132,15 @@ class SolveSupervisor:
 
     # ------------------------------------------------------------ channels
     def _log(self, line: str, partial: bool = False) -> None:
-        """Buffer a log line; past ``LOG_BUFFER_BYTES`` the oldest buffered lines are dropped."""
+        """Buffer a log line; past ``LOG_BUFFER_BYTES`` the oldest buffered lines after the log's head are dropped."""
+        text = line if partial or line.endswith("\n") else line + "\n"
         with self.lock:
-            self.log_lines.append(line if partial or line.endswith("\n") else line + "\n")
-            self.buffered += len(line)
+            if self.head_left > 0:
+                self.head_lines.append(text)
+                self.head_left -= len(text)
+                return
+            self.log_lines.append(text)
+            self.buffered += len(text)
             while self.buffered > LOG_BUFFER_BYTES and len(self.log_lines) > 1:
                 dropped = self.log_lines.pop(0)
                 self.buffered -= len(dropped)
@@ -197,10 +204,12 @@ class SolveSupervisor:
     # ------------------------------------------------------------ watching
     def _flush_log(self) -> None:
         with self.lock:
-            text, self.log_lines, self.buffered = "".join(self.log_lines), [], 0
+            head, text = "".join(self.head_lines), "".join(self.log_lines)
+            self.head_lines, self.log_lines, self.buffered = [], [], 0
             if self.dropped:
                 text = f"--- {self.dropped} bytes of log dropped: the app printed faster than they could be kept ---\n{text}"
                 self.dropped = 0
+            text = head + text
         if text:
             self.log_offset = jobs.job_append_log(job=self.job, offset=self.log_offset, text=text)
 
@@ -253,17 +262,17 @@ class SolveSupervisor:
         return "exited"
 
     def _over_limit(self) -> str | None:
-        """``memory`` or ``processes`` when the sandbox as a whole is over the job's limits."""
+        """``processes`` or ``memory`` when the sandbox as a whole is over the job's limits."""
         usage = self.process.usage()
+        limit = settings.PRO_SANDBOX_MAX_PROCESSES
+        if usage.processes >= limit or self.process.processes_exhausted():
+            self._log(f"--- the solve tried to run more than {limit} processes at once: stopped ---")
+            return "processes"
         if usage.memory_mb > self.job.memory_limit_mb:
             self._log(
                 f"--- the solve uses {usage.memory_mb:.0f} MB in {usage.processes} processes, over its memory limit of {self.job.memory_limit_mb} MB: stopped ---"
             )
             return "memory"
-        limit = settings.PRO_SANDBOX_MAX_PROCESSES
-        if usage.processes >= limit or self.process.processes_exhausted():
-            self._log(f"--- the solve tried to run more than {limit} processes at once: stopped ---")
-            return "processes"
         return None
 
     def _stop(self, reason: str) -> str:
@@ -331,7 +340,7 @@ class SolveSupervisor:
                 status = f"{status} (interrupted)".strip()
             jobs.job_finish(job=job, state=JobState.SUCCEEDED, solver_status=status, result_blob=result.read_bytes())
             return
-        if code == 3 or (code is not None and code < 0 and self.process.memory_exhausted()):
+        if code == 3 or (code != 0 and self.process.memory_exhausted()):
             error = f"The job ran out of memory (limit {job.memory_limit_mb} MB)."
         elif code is not None and code < 0:
             error = outcome.get("error") or f"The solve process was killed by signal {signal.Signals(-code).name}."

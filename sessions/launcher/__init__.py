@@ -182,7 +182,9 @@ class SandboxedProcess:
         return procfs.namespace_members(self.namespace)
 
     def usage(self) -> Usage:
-        return procfs.usage_of(self.members())
+        """What the whole sandbox uses: the cgroup's own memory count where there is one."""
+        memory = self.cgroup.memory_mb() if self.cgroup is not None else None
+        return procfs.usage_of(self.members(), memory)
 
     def _in_namespace(self, pid: int) -> bool:
         return self.namespace is None or procfs.pid_namespace(pid) == self.namespace

@@ -122,7 +122,8 @@ def _identity_files() -> tuple[Path, Path]:
 
 def _file_system(spec: LaunchSpec) -> list[str]:
     args = ["--ro-bind", "/usr", "/usr", *_system_links(), "--proc", "/proc", "--dev", "/dev"]
-    args += ["--tmpfs", "/dev/shm", "--size", str(settings.PRO_SANDBOX_TMP_MB * 1024 * 1024), "--tmpfs", "/tmp"]  # noqa: S108
+    size = str(settings.PRO_SANDBOX_TMP_MB * 1024 * 1024)
+    args += ["--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/tmp"]  # noqa: S108
     for name in ETC_FILES:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     passwd, group = _identity_files()
@@ -139,7 +140,9 @@ def _file_system(spec: LaunchSpec) -> list[str]:
         args += ["--ro-bind", str(app), f"{INSIDE_WORK}/app"]
     for inside, host in spec.read_only.items():
         args += ["--ro-bind", str(host), inside]
-    return [*args, "--chdir", INSIDE_WORK]
+    # The sandbox's own root is a tmpfs bubblewrap made: read-only, so that nothing is written
+    # beside /pro/work, /tmp and /dev/shm (whose sizes are bounded).
+    return [*args, "--remount-ro", "/", "--chdir", INSIDE_WORK]
 
 
 def command(spec: LaunchSpec, app_command: list[str], info_fd: int) -> list[str]:

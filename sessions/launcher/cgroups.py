@@ -135,15 +135,29 @@ class SandboxCgroup:
     def procs_files(self) -> list[str]:
         return [str(folder / "cgroup.procs") for folder in self.dirs.values()]
 
-    def memory_exhausted(self) -> bool:
-        """Whether the memory ceiling was hit (the kernel then kills inside the sandbox)."""
+    def _memory_file(self, v2_name: str, v1_name: str) -> dict[str, int]:
+        folder, name = (self.dirs["v2"], v2_name) if "v2" in self.dirs else (self.dirs["memory"], v1_name)
         try:
-            if "v2" in self.dirs:
-                events = dict(line.split() for line in (self.dirs["v2"] / "memory.events").read_text().splitlines())
-                return int(events.get("oom_kill", 0)) > 0 or int(events.get("max", 0)) > 0
-            return int((self.dirs["memory"] / "memory.failcnt").read_text()) > 0
-        except (OSError, ValueError):
-            return False
+            pairs = (line.split() for line in (folder / name).read_text().splitlines())
+            return {pair[0]: int(pair[1]) for pair in pairs if len(pair) == 2 and pair[1].isdigit()}
+        except OSError:
+            return {}
+
+    def memory_mb(self) -> float | None:
+        """The sandbox's own memory (anonymous and shared pages, each counted once), or None."""
+        stat = self._memory_file("memory.stat", "memory.stat")
+        if not stat:
+            return None
+        used = (
+            stat.get("anon", 0) + stat.get("shmem", 0)
+            if "v2" in self.dirs
+            else stat.get("rss", 0) + stat.get("shmem", 0)
+        )
+        return used / (1024 * 1024)
+
+    def memory_exhausted(self) -> bool:
+        """Whether the kernel killed a process of the sandbox at its memory ceiling."""
+        return self._memory_file("memory.events", "memory.oom_control").get("oom_kill", 0) > 0
 
     def processes_exhausted(self) -> bool:
         """Whether a fork was refused because the sandbox reached its process limit."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -72,16 +71,30 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def usage_of(pids: list[int]) -> Usage:
-    rss_pages = ticks = count = 0
+def proportional_kb(pid: int) -> int:
+    """A process's proportional set size (pages shared by N processes count 1/N), in KiB."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def usage_of(pids: list[int], memory_mb: float | None = None) -> Usage:
+    """CPU and count of ``pids``; their memory is ``memory_mb`` if known, else the sum of their PSS."""
+    ticks = count = pss_kb = 0
     for pid in pids:
         fields = _stat_fields(pid)
         if fields is None:
             continue
         try:
             ticks += int(fields[11]) + int(fields[12])
-            rss_pages += int(fields[21])
         except (IndexError, ValueError):
             continue
+        if memory_mb is None:
+            pss_kb += proportional_kb(pid)
         count += 1
-    return Usage(rss_pages * PAGE_SIZE / (1024 * 1024), ticks / CLOCK_TICKS, count)
+    return Usage(memory_mb if memory_mb is not None else pss_kb / 1024, ticks / CLOCK_TICKS, count)
