@@ -197,7 +197,9 @@ def _websocket(headers: list, session_id) -> int:
 
     async def run():
         communicator = WebsocketCommunicator(
-            application, f"/ws/sessions/{session_id}/", headers=[(b"origin", b"http://testserver"), *headers]
+            application,
+            f"/ws/sessions/{session_id}/",
+            headers=[(b"host", b"testserver"), (b"origin", b"http://testserver"), *headers],
         )
         connected, code = await communicator.connect(timeout=10)
         if connected:

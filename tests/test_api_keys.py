@@ -140,7 +140,7 @@ def test_portal_logout_revokes_the_users_tickets(carol):
     assert bearer(raw).get("/api/v1/apps").status_code == 401
 
 
-def test_password_change_revokes_tickets_but_keeps_keys(carol):
+def test_password_change_revokes_tickets_and_keys(carol):
     raw = ticket_for()
     key, _ = _key_of(carol)
     browser = Client()
@@ -156,9 +156,44 @@ def test_password_change_revokes_tickets_but_keeps_keys(carol):
     )
     assert response.status_code == 302
     assert bearer(raw).get("/api/v1/apps").status_code == 401
-    assert bearer(key).get("/api/v1/apps").status_code == 200
+    assert bearer(key).get("/api/v1/apps").status_code == 401
+    assert not ApiKey.objects.filter(user=carol, revoked_at__isnull=True).exists()
     assert browser.get("/account/").status_code == 200  # still logged in
     assert SecurityEvent.objects.filter(kind="password.change", actor="carol").exists()
+    revoked = SecurityEvent.objects.get(kind="apikey.revoke", actor="carol")
+    assert revoked.target == "1 API keys of carol" and revoked.detail["reason"] == "password change"
+
+
+def test_password_set_by_an_admin_or_a_service_revokes_keys(carol, dave, admin_user):
+    carols_key, _ = _key_of(carol)
+    daves_key, _ = _key_of(dave)
+    admin = Client()
+    admin.force_login(admin_user)
+    response = admin.post(
+        f"/admin/auth/user/{carol.pk}/password/",
+        {"password1": "an-Admin-set-pw-9", "password2": "an-Admin-set-pw-9", "usable_password": "true"},
+    )
+    assert response.status_code == 302, response.content
+    assert bearer(carols_key).get("/api/v1/apps").status_code == 401
+    dave.set_password("dave-New-secret-2")
+    dave.save()
+    assert bearer(daves_key).get("/api/v1/apps").status_code == 401
+
+
+def test_password_hash_upgrade_at_login_is_no_change(carol, settings):
+    from django.contrib.auth.hashers import make_password
+
+    key, _ = _key_of(carol)
+    # Stored with a hasher that is no longer the preferred one: the next login re-hashes it.
+    settings.PASSWORD_HASHERS = [*settings.PASSWORD_HASHERS, "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    old = make_password(CAROL["password"], hasher="pbkdf2_sha256")
+    type(carol).objects.filter(pk=carol.pk).update(password=old)
+    raw = ticket_for()
+    carol.refresh_from_db()
+    assert carol.password != old and carol.password.startswith("md5$")
+    assert bearer(key).get("/api/v1/apps").status_code == 200
+    assert bearer(raw).get("/api/v1/apps").status_code == 200
+    assert not SecurityEvent.objects.filter(kind="password.change").exists()
 
 
 def test_weak_password_is_refused_by_the_validators(carol):

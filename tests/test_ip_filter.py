@@ -147,7 +147,9 @@ def _websocket(address: str, headers: list) -> tuple[bool, int]:
             return await application({**scope, "client": (address, 50000)}, receive, send)
 
         communicator = WebsocketCommunicator(
-            from_address, f"/ws/sessions/{uuid.uuid4()}/", headers=[(b"origin", b"http://testserver"), *headers]
+            from_address,
+            f"/ws/sessions/{uuid.uuid4()}/",
+            headers=[(b"host", b"testserver"), (b"origin", b"http://testserver"), *headers],
         )
         connected, code = await communicator.connect(timeout=10)
         if connected:

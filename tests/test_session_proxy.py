@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 ORIGIN = (b"origin", b"http://testserver")
+HOST = (b"host", b"testserver")
 
 
 @pytest.fixture
@@ -61,9 +62,16 @@ def wait_state(session: DataSession, state: str, timeout: float = 30) -> DataSes
     raise AssertionError(f"session stayed {session.state}: {session.error_message}")
 
 
-def communicate(path: str, headers: list, script=None):
+def communicate(path: str, headers: list, script=None, scope: dict | None = None):
+    """Connect as a browser would (with a ``Host`` header unless one is given); ``scope`` adds to the connection's."""
+    if not any(name == b"host" for name, _ in headers):
+        headers = [HOST, *headers]
+
+    async def app(connection, receive, send):
+        return await application({**connection, **(scope or {})}, receive, send)
+
     async def run():
-        communicator = WebsocketCommunicator(application, path, headers=headers)
+        communicator = WebsocketCommunicator(app, path, headers=headers)
         connected, code = await communicator.connect(timeout=30)
         result = None
         if connected and script is not None:
@@ -136,3 +144,60 @@ def test_foreign_origin_is_refused(carol, transport, manager):
         f"/ws/sessions/{session.pk}/", [(b"origin", b"http://evil.example"), ticket_header(carol)]
     )
     assert not connected
+
+
+NOBODYS = "/ws/sessions/00000000-0000-0000-0000-000000000000/"
+ORIGIN_REFUSED = 1000  # the origin check's refusal, before any login (4401) or session (4404) check
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "scheme", "admitted"),
+    [
+        ("127.0.0.1:8000", "http://127.0.0.1:8000", "ws", True),
+        ("127.0.0.1:8000", "http://127.0.0.1:8000/", "ws", True),
+        ("127.0.0.1:8000", "http://127.0.0.1:9999", "ws", False),  # same host, another port
+        ("127.0.0.1:8000", "http://127.0.0.1", "ws", False),
+        ("127.0.0.1:8000", "https://127.0.0.1:8000", "ws", False),  # same host and port, another scheme
+        ("127.0.0.1:8000", "http://localhost:8000", "ws", False),  # an allowed host, but not this one
+        ("127.0.0.1:8000", "http://evil.example:8000", "ws", False),
+        ("127.0.0.1:8000", "null", "ws", False),
+        ("127.0.0.1:8000", None, "ws", False),
+        ("localhost", "https://localhost", "wss", True),
+        ("localhost", "https://localhost:443", "wss", True),
+        ("localhost", "http://localhost", "wss", False),
+        ("evil.example:8000", "http://evil.example:8000", "ws", False),  # not an allowed host (DNS rebinding)
+    ],
+)
+def test_origin_must_be_the_platforms_own_scheme_host_and_port(db, host, origin, scheme, admitted):
+    headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+    connected, code, _ = communicate(NOBODYS, headers, scope={"scheme": scheme})
+    assert not connected
+    assert code == (4401 if admitted else ORIGIN_REFUSED)
+
+
+def test_trusted_origins_match_scheme_host_and_port(db, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://pro.example.com", "https://*.apps.example.com:8443"]
+    for origin, admitted in [
+        ("https://pro.example.com", True),
+        ("https://pro.example.com:443", True),
+        ("http://pro.example.com", False),
+        ("https://pro.example.com:8443", False),
+        ("https://a.apps.example.com:8443", True),
+        ("https://a.apps.example.com", False),
+        ("http://a.apps.example.com:8443", False),
+        ("https://evil.example.com:8443", False),
+    ]:
+        _, code, _ = communicate(NOBODYS, [(b"host", b"127.0.0.1:8000"), (b"origin", origin.encode())])
+        assert code == (4401 if admitted else ORIGIN_REFUSED), origin
+
+
+def test_origin_scheme_behind_a_trusted_proxy(db, settings):
+    settings.ALLOWED_HOSTS = ["pro.example.com"]
+    settings.PRO_TRUSTED_PROXIES = ["127.0.0.1/32"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    headers = [(b"host", b"pro.example.com"), (b"origin", b"https://pro.example.com"), (b"x-forwarded-proto", b"https")]
+    _, code, _ = communicate(NOBODYS, headers, scope={"client": ("127.0.0.1", 50000)})
+    assert code == 4401
+    # From anyone else the header is dropped: the connection is plain, and the https page another origin.
+    _, code, _ = communicate(NOBODYS, headers, scope={"client": ("192.0.2.1", 50000)})
+    assert code == ORIGIN_REFUSED

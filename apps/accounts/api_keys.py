@@ -75,6 +75,13 @@ def api_key_revoke(*, user: AbstractUser, key_id: int, request=None) -> ApiKey:
     return key
 
 
+def api_keys_revoke_all(*, user: AbstractUser, reason: str = "") -> int:
+    """Revoke every active key of the user (a password change: what it authorised ends with it)."""
+    count = api_keys_of(user).filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+    security_event("apikey.revoke", actor=user.username, target=f"{count} API keys of {user.username}", reason=reason)
+    return count
+
+
 def api_key_lookup(raw: str) -> ApiKey | None:
     """The active key ``raw`` names, with its user, or ``None``."""
     return credential_lookup(ApiKey, raw, API_KEY_PREFIX)

@@ -1,14 +1,20 @@
-"""HTTP middleware: the real client address, and the IP range filter for the portal and the API."""
+"""Middleware: the real client address, the IP range filter, and the origin check of websockets."""
 
 from __future__ import annotations
 
+import logging
+
+from channels.security.websocket import WebsocketDenier
+from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from pro_portal.errors import error_body
 
-from .network import AddressNotAllowed, client_address, network_enforce, peer_is_trusted_proxy
+from .network import AddressNotAllowed, client_address, network_enforce, origin_allowed, peer_is_trusted_proxy
+
+logger = logging.getLogger("sessions.proxy")
 
 # Headers a client could forge; honoured only when they come from a trusted proxy.
 FORWARDED_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_FORWARDED")
@@ -94,3 +100,58 @@ class WebsocketClientAddressMiddleware:
             forged = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
             scope = {**scope, "headers": [(name, value) for name, value in headers if name.lower() not in forged]}
         return await self.inner(scope, receive, send)
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The one value of a header; None when it is missing or given more than once."""
+    values = [value for key, value in headers if key.lower() == name]
+    return values[0].decode("latin-1") if len(values) == 1 else None
+
+
+def _meta_header(meta_name: str) -> bytes:
+    """``HTTP_X_FORWARDED_PROTO`` → ``x-forwarded-proto``."""
+    return meta_name.removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
+
+
+def websocket_origin(scope) -> tuple[str | None, bool, str | None]:
+    """The ``Origin`` of a websocket connection, whether it came over TLS, and the host it asked for.
+
+    The scheme and host are the connection's own, or what a trusted proxy says they were (the
+    forwarding headers of anyone else are dropped by :class:`WebsocketClientAddressMiddleware`),
+    as Django reads them for HTTP (``SECURE_PROXY_SSL_HEADER``, ``USE_X_FORWARDED_HOST``).
+    """
+    headers = scope.get("headers", [])
+    secure = scope.get("scheme", "ws") in ("wss", "https")
+    if settings.SECURE_PROXY_SSL_HEADER:
+        name, secure_value = settings.SECURE_PROXY_SSL_HEADER
+        forwarded = _header(headers, _meta_header(name))
+        if forwarded is not None:
+            secure = forwarded.split(",", 1)[0].strip() == secure_value
+    host = _header(headers, b"host")
+    if settings.USE_X_FORWARDED_HOST and any(key.lower() == b"x-forwarded-host" for key, _ in headers):
+        host = _header(headers, b"x-forwarded-host")
+    return _header(headers, b"origin"), secure, host
+
+
+class WebsocketOriginValidator:
+    """ASGI: refuse a websocket whose ``Origin`` is not the platform's own or a trusted one.
+
+    Compares scheme, host and port (:func:`origin_allowed`), not the host name alone: a page
+    on another port or scheme of the same host is another origin. Refused before any login.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        origin, secure, host = websocket_origin(scope)
+        if origin_allowed(origin, secure=secure, host=host):
+            return await self.inner(scope, receive, send)
+        logger.warning(
+            "Refused websocket to %s: origin %r is not %s://%s or a trusted origin",
+            scope.get("path", ""),
+            origin,
+            "https" if secure else "http",
+            host,
+        )
+        return await WebsocketDenier()(scope, receive, send)

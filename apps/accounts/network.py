@@ -6,6 +6,9 @@ trusted proxies, so that nobody can choose their address by sending the header t
 
 Allow-lists are optional: a global one (``PRO_ALLOWED_NETWORKS``) for every request, and one
 per group (:class:`GroupNetworks`) for the members of that group, wherever they authenticate.
+
+Websocket connections are also checked for the page that opened them (:func:`origin_allowed`):
+their ``Origin`` must be the platform's own (scheme, host and port) or a trusted origin.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http.request import is_same_domain, split_domain_port, validate_host
 
 from pro_portal.errors import Forbidden
 
@@ -129,3 +134,64 @@ def network_enforce(*, address: str, user=None, request=None, via: str) -> None:
             message=str(refusal),
         )
         raise
+
+
+# ---------------------------------------------------------------- origins
+
+Origin = tuple[str, str, int]  # scheme, host name, port
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(value: str) -> Origin | None:
+    """``scheme://host[:port]`` as (scheme, host, port), or None for anything else (``null`` included)."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname or parts.username is not None or parts.password is not None:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def _allowed_hosts() -> list[str]:
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # as Django's own HTTP host check
+    return allowed
+
+
+def origin_allowed(origin: str | None, *, secure: bool, host: str | None) -> bool:
+    """Whether a websocket opened by a page of ``origin`` may reach the platform at ``host``.
+
+    As Django's CSRF origin check, and stricter than a check of the host name alone: the
+    origin must be the platform's own, the scheme the connection came by (``https`` for a secure
+    one) with the request's ``Host`` (which must be an allowed host) and its port, or one of
+    ``PRO_CSRF_TRUSTED_ORIGINS`` (``https://*.example.com`` admitting subdomains), scheme and port
+    included. No ``Origin`` (or ``null``) is refused: browsers always send one.
+    """
+    if not origin or not host:
+        return False
+    domain, _ = split_domain_port(host)
+    if not domain or not validate_host(domain, _allowed_hosts()):
+        return False
+    given = parse_origin(origin)
+    if given is None:
+        return False
+    if given == parse_origin(f"{'https' if secure else 'http'}://{host}"):
+        return True
+    for trusted in settings.CSRF_TRUSTED_ORIGINS:
+        if "://*." in trusted:
+            pattern = parse_origin(trusted.replace("://*.", "://", 1))
+            if (
+                pattern is not None
+                and (given[0], given[2]) == (pattern[0], pattern[2])
+                and is_same_domain(given[1], "." + pattern[1])
+            ):
+                return True
+        elif given == parse_origin(trusted):
+            return True
+    return False

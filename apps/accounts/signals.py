@@ -3,10 +3,12 @@ from axes.signals import user_locked_out
 from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import is_password_usable
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from .api_keys import api_keys_revoke_all
 from .events import security_event
 from .services import group_everyone, ticket_revoke_all
 
@@ -62,16 +64,32 @@ def revoke_tickets_on_logout(sender, request, user, **kwargs) -> None:
 
 
 @receiver(pre_save, sender=get_user_model())
-def revoke_tickets_on_password_change(sender, instance, raw: bool = False, **kwargs) -> None:
-    """However the password changes (portal, admin, command), the tickets issued before it end."""
+def revoke_credentials_on_password_change(sender, instance, raw: bool = False, **kwargs) -> None:
+    """However the password changes (portal, admin, command), the tickets and API keys issued before it end."""
     update_fields = kwargs.get("update_fields")
     if raw or instance.pk is None or (update_fields is not None and "password" not in update_fields):
         return
     old = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
-    if old is not None and old != instance.password:
-        # In the saving transaction: if the new password is not stored, the tickets stay too.
+    if old is not None and old != instance.password and not _hash_upgrade(instance, old, update_fields):
+        # In the saving transaction: if the new password is not stored, the tickets and keys stay too.
         security_event("password.change", actor=instance.username, target=f"user {instance.username}")
         ticket_revoke_all(user=instance, reason="password change")
+        api_keys_revoke_all(user=instance, reason="password change")
+
+
+def _hash_upgrade(instance, old: str, update_fields) -> bool:
+    """Django re-hashing the same password at a login (a newer hasher or more iterations), not a change.
+
+    Its ``check_password`` saves only the password, with the raw one forgotten, which
+    ``set_password`` (every real change) remembers; an unusable new password is a change.
+    """
+    return (
+        update_fields is not None
+        and set(update_fields) == {"password"}
+        and getattr(instance, "_password", None) is None
+        and is_password_usable(old)
+        and is_password_usable(instance.password)
+    )
 
 
 @receiver(post_delete, sender=AccessAttempt)

@@ -75,9 +75,9 @@ def account(request: HttpRequest) -> HttpResponse:
     if action == "password":
         password_form = PasswordChangeForm(request.user, request.POST)
         if password_form.is_valid():
-            password_form.save()  # the tickets issued before are revoked (signals)
+            password_form.save()  # the tickets and keys issued before are revoked (signals)
             update_session_auth_hash(request, password_form.user)
-            messages.success(request, "Your password is changed; the API tickets issued before are revoked.")
+            messages.success(request, "Your password is changed; the API tickets and keys issued before are revoked.")
             return redirect("portal:account")
     elif action == "create-key":
         expires = parse_date(request.POST.get("expires", "")) if request.POST.get("expires") else None
