@@ -406,6 +406,8 @@ def _follow_log(client: Client, job_id: int, echo: bool = True) -> None:
         offset = part["offset"]
         if part["finished"]:
             return
+        if part["text"] and offset < part.get("size", 0):
+            continue  # a page of a long log: the next one is there already
         time.sleep(0.5)
 
 
@@ -431,8 +433,14 @@ def cmd_job_log(args) -> None:
     client = Client(load_config())
     if args.follow:
         _follow_log(client, args.id)
-    else:
-        sys.stdout.write(client.json("GET", f"jobs/{args.id}/log")["text"])
+        return
+    offset = 0
+    while True:  # the log as far as it is written, a page at a time
+        part = client.json("GET", f"jobs/{args.id}/log", params={"offset": offset})
+        sys.stdout.write(part["text"])
+        if part["finished"] or not part["text"] or part["offset"] >= part.get("size", 0):
+            return
+        offset = part["offset"]
 
 
 def cmd_job_stop(args) -> None:

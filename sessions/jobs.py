@@ -8,12 +8,14 @@ cancel racing a finish each change the row at most once.
 from __future__ import annotations
 
 import logging
+import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.files.base import ContentFile
+from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import OperationalError, transaction
 from django.db.models import F, Q, QuerySet
@@ -45,19 +47,164 @@ def job_get_for_user(user: AbstractUser, job_id: Any) -> Job:
         raise NotFound(f"There is no job {job_id} you have access to.") from None
 
 
-def job_log(job: Job, offset: int = 0) -> tuple[str, int]:
-    """The log from byte ``offset`` on, and the offset to ask for next."""
-    offset = max(0, offset)
-    if job.log_path:
-        with default_storage.open(job.log_path, "rb") as handle:
+# ---------------------------------------------------------------- logs
+#
+# A job's log is addressed by byte offsets in everything the job printed, dropped bytes
+# included ("log offsets"): an offset names the same byte while the job runs and after its
+# log moved to storage, and ``Job.log_size`` is where the log ends. The log kept is capped at
+# PRO_JOB_LOG_MAX_BYTES whatever the job prints: the first half of the cap (the head) is kept
+# as it came; past the cap only the latest half (the tail) is kept, and the bytes between are
+# dropped as new ones come. Head and tail are cut at the end of a line when one ends near the
+# cut (within a sixteenth of the cap, 64 KiB at most), so the log kept may pass the cap by that.
+#
+# A read from an offset gets the bytes kept from there on; where it reaches dropped bytes it
+# gets one line in their place, "--- 140.2 MB of log dropped here (...) ---", then the oldest
+# byte still kept, and its next offset is past the dropped bytes. So a follower never goes
+# backwards, never gets a byte twice or a broken character: one that keeps up sees the whole
+# head, the marker line once, then the tail as it grows; one that falls behind the rolling
+# tail gets a marker saying how much it missed, then the latest tail. The stored log of a
+# finished job is head + marker line + tail, read through the same offsets.
+
+LOG_PAGE_BYTES = 1024 * 1024  # the most one read returns (a marker line may come on top)
+LOG_PIECE_BYTES = 64 * 1024  # the largest piece of a running job's log in one row
+
+
+@dataclass(frozen=True)
+class LogPage:
+    text: str
+    offset: int  # where the next read starts
+    size: int  # where the log ends, as far as it is written
+    finished: bool  # the job has ended and this page reaches the end of its log
+
+
+def _char_start(data: bytes, index: int) -> int:
+    """The first index from ``index`` on where a UTF-8 character starts (or the end)."""
+    index = max(0, index)
+    while index < len(data) and data[index] & 0xC0 == 0x80:
+        index += 1
+    return min(index, len(data))
+
+
+def _char_end(data: bytes, start: int, end: int) -> int:
+    """``end`` moved back to where a character starts; forward only if that left nothing."""
+    if end >= len(data):
+        return len(data)
+    back = end
+    while back > start and data[back] & 0xC0 == 0x80:
+        back -= 1
+    return back if back > start else _char_start(data, end)
+
+
+def _reach() -> int:
+    """How far past a cut to look for the end of a line: a small part of the cap."""
+    return max(1, min(LOG_PIECE_BYTES, settings.PRO_JOB_LOG_MAX_BYTES // 16))
+
+
+def _cut(data: bytes, index: int, *, keep_some: bool = False) -> int:
+    """Where to cut ``data`` at ``index`` or a little after: past the end of the line there
+    (when it ends within ``_reach()``), else at the next character. ``keep_some``: never at
+    the end of ``data`` (the tail keeps at least part of the newest piece)."""
+    if index >= len(data):
+        return len(data)
+    stop = min(len(data) - 1 if keep_some else len(data), index + _reach())
+    newline = data.find(b"\n", index, stop)
+    return newline + 1 if newline != -1 else _char_start(data, index)
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
+def _log_marker(dropped: int, after: bytes | None = None) -> bytes:
+    """The line that stands for ``dropped`` bytes, on a line of its own after the byte ``after``."""
+    cap = _size_text(settings.PRO_JOB_LOG_MAX_BYTES)
+    line = f"--- {_size_text(dropped)} of log dropped here (the log is capped at {cap}; head and tail kept) ---\n"
+    return (b"\n" if after not in (None, b"", b"\n") else b"") + line.encode()
+
+
+def _log_pieces(job: Job, offset: int):
+    """(offset, bytes) of a running job's log pieces that may hold bytes from ``offset`` on."""
+    pieces = JobLogChunk.objects.filter(job=job).values_list("offset", "text")
+    first = pieces.filter(offset__lte=offset).order_by("-offset").first()
+    if first is not None:
+        yield first[0], first[1].encode()
+    after = offset
+    while batch := list(pieces.filter(offset__gt=after).order_by("offset")[:16]):
+        for piece_offset, text in batch:
+            yield piece_offset, text.encode()
+        after = batch[-1][0]
+
+
+def _read_live(job: Job, offset: int, limit: int) -> tuple[bytes, int]:
+    out, taken, position, last = bytearray(), 0, offset, None
+    for piece_offset, data in _log_pieces(job, offset):
+        if piece_offset + len(data) <= position:  # ends before the offset (at it, or in dropped bytes)
+            last = data[-1:] if piece_offset + len(data) == position else None
+            continue
+        if piece_offset > position:  # bytes dropped here
+            out += _log_marker(piece_offset - position, last)
+            position = piece_offset
+        start = _char_start(data, position - piece_offset)
+        end = _char_end(data, start, start + limit - taken)
+        out += data[start:end]
+        taken += end - start
+        position, last = piece_offset + end, data[end - 1 : end]
+        if taken >= limit:
+            break
+    return bytes(out), position
+
+
+def _read_stored(job: Job, offset: int, limit: int) -> tuple[bytes, int]:
+    head_end, dropped, size = job.log_dropped_at, job.log_dropped, job.log_size
+    if offset >= size:  # at the end, or past it (where a file may not even seek to)
+        return b"", offset
+    head, marker = b"", b""
+    with default_storage.open(job.log_path, "rb") as handle:
+        if dropped and offset < head_end:  # the head is read up to where the marker line begins
             handle.seek(offset)
-            text = handle.read()
-        return text.decode("utf-8", "replace"), offset + len(text)
-    chunks = list(JobLogChunk.objects.filter(job=job, offset__gte=offset - 65536).values_list("offset", "text"))
-    data = b"".join(text.encode() for _, text in chunks)
-    base = chunks[0][0] if chunks else offset
-    text = data[max(0, offset - base) :]
-    return text.decode("utf-8", "replace"), max(offset, base + len(data))
+            data = handle.read(min(limit, head_end - offset) + 4)
+            start = _char_start(data, 0)
+            end = _char_end(data, start, max(start, min(start + limit, head_end - offset)))
+            head, offset, limit = data[start:end], offset + end, limit - (end - start)
+            if offset < head_end or limit <= 0:
+                return head, offset
+        if dropped:
+            tail_at = handle.size - (size - head_end - dropped)  # where the tail begins in the file
+            if offset < head_end + dropped:
+                if offset == head_end:  # the marker line as stored
+                    handle.seek(head_end)
+                    marker = handle.read(max(0, tail_at - head_end))
+                else:  # a reader inside the dropped bytes: how many of them it missed
+                    marker = _log_marker(head_end + dropped - offset)
+                offset = head_end + dropped
+            handle.seek(tail_at + offset - head_end - dropped)
+        else:
+            handle.seek(offset)
+        data = handle.read(limit + 4)
+    start = _char_start(data, 0)
+    end = _char_end(data, start, start + limit)
+    return head + marker + data[start:end], offset + end
+
+
+def job_log_page(job: Job, offset: int = 0, limit: int = LOG_PAGE_BYTES) -> LogPage:
+    """At most ``limit`` bytes of the log from log offset ``offset`` on (see the notes above)."""
+    offset, limit = max(0, offset), max(1, limit)
+    data, next_offset = (_read_stored if job.log_path else _read_live)(job, offset, limit)
+    return LogPage(
+        text=data.decode("utf-8", "replace"),
+        offset=next_offset,
+        size=job.log_size,
+        finished=job.is_finished and next_offset >= job.log_size,
+    )
+
+
+def job_log(job: Job, offset: int = 0, limit: int = LOG_PAGE_BYTES) -> tuple[str, int]:
+    """The log from byte ``offset`` on (at most ``limit`` bytes of it), and the offset to ask for next."""
+    page = job_log_page(job, offset, limit)
+    return page.text, page.offset
 
 
 # ---------------------------------------------------------------- submitting
@@ -183,20 +330,101 @@ def job_report_progress(*, job: Job, progress: dict[str, Any], points: list[dict
 
 
 def job_append_log(*, job: Job, offset: int, text: str) -> int:
-    """Append a piece of log at ``offset``; return the next offset."""
-    size = len(text.encode())
+    """Append a piece of log at ``offset``; return the next offset.
+
+    What is kept stays within PRO_JOB_LOG_MAX_BYTES whatever the job prints (see the notes on
+    logs above): the bytes of the head are stored, those that fall before the tail already
+    are not, and each piece the tail rolls past is deleted.
+    """
+    data = text.replace("\x00", "\ufffd").encode()  # PostgreSQL's text cannot hold NUL
+    if not data:
+        return offset
+    end = offset + len(data)
+    cap = settings.PRO_JOB_LOG_MAX_BYTES
+    head_limit = cap // 2
+    keep_from = end - (cap - head_limit)  # the tail is the bytes from here on
     with transaction.atomic():
-        if _mine(job).update(log_size=offset + size) != 1:
+        if _mine(job).update(log_size=end) != 1:
             return offset
-        JobLogChunk.objects.create(job=job, attempt=job.attempt, offset=offset, text=text)
-    return offset + size
+        head_end = Job.objects.filter(pk=job.pk).values_list("log_dropped_at", flat=True).get()
+        boundary = head_end or head_limit
+        ranges, start = [], 0
+        if offset < boundary:
+            start = _cut(data, boundary - offset)
+            ranges.append((0, start))
+        if keep_from > boundary and keep_from - offset > start:
+            start = _cut(data, keep_from - offset, keep_some=True)
+        ranges.append((start, len(data)))
+        JobLogChunk.objects.bulk_create(
+            JobLogChunk(job=job, attempt=job.attempt, offset=offset + piece_start, text=piece)
+            for begin, stop in ranges
+            for piece_start, piece in _split(data, begin, stop)
+        )
+        if keep_from > boundary:
+            _roll_tail(job, head_end or _head_end(job, head_limit), keep_from)
+    return end
 
 
-def _archive_log(job: Job) -> tuple[str, int]:
-    """Move the log pieces to one file in storage."""
-    data = "".join(JobLogChunk.objects.filter(job=job).order_by("offset").values_list("text", flat=True)).encode()
-    path = default_storage.save(f"jobs/{job.pk}/log.txt", ContentFile(data))
-    return path, len(data)
+def _split(data: bytes, begin: int, stop: int):
+    """(start, text) pieces of ``data[begin:stop]`` of at most LOG_PIECE_BYTES, whole characters each."""
+    while begin < stop:
+        end = _char_end(data, begin, min(stop, begin + LOG_PIECE_BYTES))
+        yield begin, data[begin:end].decode()
+        begin = end
+
+
+def _head_end(job: Job, head_limit: int) -> int:
+    """Where the head kept ends: the end of the piece that reaches past half the cap."""
+    last = JobLogChunk.objects.filter(job=job, offset__lt=head_limit).order_by("-offset").values_list("offset", "text")
+    found = last.first()
+    return found[0] + len(found[1].encode()) if found else 0
+
+
+def _roll_tail(job: Job, head_end: int, keep_from: int) -> None:
+    """Drop the pieces of the tail before ``keep_from`` (cutting the one across it); record the gap."""
+    tail = JobLogChunk.objects.filter(job=job, offset__gte=head_end)
+    across = tail.filter(offset__lte=keep_from).order_by("-offset").first()
+    if across is not None:
+        tail.filter(offset__lt=across.offset).delete()
+        data = across.text.encode()
+        if across.offset < keep_from:
+            cut = _cut(data, keep_from - across.offset)
+            if cut >= len(data):
+                across.delete()
+            else:
+                JobLogChunk.objects.filter(pk=across.pk).update(offset=across.offset + cut, text=data[cut:].decode())
+    first_kept = tail.order_by("offset").values_list("offset", flat=True).first()
+    if first_kept is not None and first_kept > head_end:
+        _mine(job).update(log_dropped_at=head_end, log_dropped=first_kept - head_end)
+
+
+def _archive_log(job: Job) -> dict[str, Any]:
+    """Move the log pieces to one file in storage: head, the marker line for the dropped bytes, tail.
+
+    Written through a spooled temporary file (on disk past a page), so the worker's memory
+    does not grow with the log either. Returns the job's log fields.
+    """
+    position = head_end = dropped = tail = 0  # tail: bytes written after the marker line
+    last = None
+    with tempfile.SpooledTemporaryFile(max_size=LOG_PAGE_BYTES) as sink:
+        for piece_offset, data in _log_pieces(job, 0):
+            if piece_offset + len(data) <= position:
+                continue
+            if piece_offset > position:
+                if dropped:  # only the tail rolls: one gap, unless the pieces are inconsistent
+                    logger.warning("Job %s has a second gap in its log at %s; closed up", job.pk, position)
+                else:
+                    sink.write(_log_marker(piece_offset - position, last))
+                    head_end, dropped = position, piece_offset - position
+                position = piece_offset
+            start = _char_start(data, position - piece_offset)
+            sink.write(data[start:])
+            position = piece_offset + len(data)
+            tail += len(data) - start if dropped else 0
+            last = data[-1:]
+        path = default_storage.save(f"jobs/{job.pk}/log.txt", File(sink, name="log.txt"))
+    size = head_end + dropped + tail if dropped else position  # the stored file is head + marker + tail
+    return {"log_path": path, "log_size": size, "log_dropped_at": head_end, "log_dropped": dropped}
 
 
 def job_finish(
@@ -220,7 +448,7 @@ def job_finish(
             kind=CaseKind.RESULT,
             name=f"result of job {job.pk}",
         )
-    log_path, log_size = _archive_log(job)
+    log = _archive_log(job)
     with transaction.atomic():
         done = _mine(job).update(
             state=state,
@@ -229,13 +457,12 @@ def job_finish(
             solver_status=solver_status[:200],
             result_case=result,
             lease_expires_at=None,
-            log_path=log_path,
-            log_size=log_size,
+            **log,
         )
         if done:
             JobLogChunk.objects.filter(job=job).delete()
     if not done:
-        default_storage.delete(log_path)
+        default_storage.delete(log["log_path"])
         if result is not None:
             default_storage.delete(result.storage_path)
             result.delete()

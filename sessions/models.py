@@ -78,7 +78,13 @@ class Job(models.Model):
     interrupt_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     log_path = models.CharField(max_length=500, blank=True)
-    log_size = models.BigIntegerField(default=0)
+    log_size = models.BigIntegerField(
+        default=0, help_text="Bytes the job has logged, dropped ones included: where its log ends."
+    )
+    log_dropped_at = models.BigIntegerField(
+        default=0, help_text="Where the bytes dropped from a log over its cap begin: the end of the head kept."
+    )
+    log_dropped = models.BigIntegerField(default=0, help_text="Bytes dropped from the middle of a log over its cap.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -62,10 +62,12 @@ async function poll() {
       `Result: <a href="/api/v1/jobs/${jobId}/result">download the case</a> · <a href="/api/v1/jobs/${jobId}/result?format=json">view as JSON</a>`;
   }
   done = finished.has(job.state) && log.finished;
+  return Boolean(log.text) && log.offset < (log.size || 0); // a page of a long log: the next one is there already
 }
 
 async function loop() {
-  try { await poll(); } catch (error) { /* a missed poll; the next one catches up */ }
-  if (!done) setTimeout(loop, 1000);
+  let more = false;
+  try { more = await poll(); } catch (error) { /* a missed poll; the next one catches up */ }
+  if (!done) setTimeout(loop, more ? 0 : 1000);
 }
 loop();
