@@ -9,17 +9,18 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs Django set up first
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from apps.accounts.middleware import WebsocketClientAddressMiddleware  # noqa: E402
+from apps.accounts.middleware import WebsocketClientAddressMiddleware, WebsocketOriginValidator  # noqa: E402
 
+from .body_limits import BodyLimitMiddleware  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Body limits are enforced here: Django reads a whole body before its middleware runs.
+        "http": BodyLimitMiddleware(django_asgi_app),
         "websocket": WebsocketClientAddressMiddleware(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            WebsocketOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -164,6 +164,17 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+# Request bodies (pro_portal.body_limits refuses larger ones with 413 before reading them): the limit
+# of every endpoint without one of its own, and of every request without a valid ticket, key or
+# signed-in session, which stays in memory (under FILE_UPLOAD_MAX_MEMORY_SIZE), never on disk.
+PRO_MAX_REQUEST_BYTES = env_int("PRO_MAX_REQUEST_BYTES", 4 * 1024 * 1024, minimum=64 * 1024)
+PRO_MAX_UNAUTHENTICATED_BYTES = env_int("PRO_MAX_UNAUTHENTICATED_BYTES", 1024 * 1024, minimum=16 * 1024)
+if PRO_MAX_UNAUTHENTICATED_BYTES > FILE_UPLOAD_MAX_MEMORY_SIZE:
+    raise ImproperlyConfigured(
+        f"PRO_MAX_UNAUTHENTICATED_BYTES={PRO_MAX_UNAUTHENTICATED_BYTES} must be at most "
+        f"{FILE_UPLOAD_MAX_MEMORY_SIZE}: a body without credentials is never spooled to disk"
+    )
+DATA_UPLOAD_MAX_MEMORY_SIZE = PRO_MAX_REQUEST_BYTES
 
 # ---------------------------------------------------------------- queue and channels
 
@@ -342,6 +353,8 @@ PRO_JOB_MEMORY_MB = env_int("PRO_JOB_MEMORY_MB", 4096, minimum=64)
 PRO_JOB_MAX_ATTEMPTS = env_int("PRO_JOB_MAX_ATTEMPTS", 3, minimum=1)
 PRO_JOB_LEASE_SECONDS = env_int("PRO_JOB_LEASE_SECONDS", 60, minimum=2)
 PRO_JOB_RETENTION_DAYS = env_int("PRO_JOB_RETENTION_DAYS", 30, minimum=1)
+# A job's stored log: its head and its tail are kept, the middle past this is dropped (sessions.jobs).
+PRO_JOB_LOG_MAX_BYTES = env_int("PRO_JOB_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 PRO_MAX_SOLVES = env_int("PRO_MAX_SOLVES", 2, minimum=1)
 PRO_JOB_POLL_SECONDS = float(env_str("PRO_JOB_POLL_SECONDS", "0.05"))
 PRO_WORK_DIR = DATA_DIR / "work"

@@ -11,11 +11,12 @@ from rest_framework.views import APIView
 from pro_portal.errors import NotFound
 from pro_portal.openapi import ERROR
 from pro_portal.streaming import file_download
-from pro_portal.uploads import read_uploaded_bytes
+from pro_portal.uploads import uploaded_stream
 
 from . import data_sessions, jobs
-from .cases import case_delete, case_get_for_user, case_load, case_upload, cases_for_user
+from .cases import case_delete, case_load, case_upload, cases_for_user
 from .models import LIVE_SESSION_STATES, Case, CaseKind, DataSession, Job, JobState
+from .ticket_scope import app_in_scope, case_get_in_scope, job_get_in_scope, jobs_in_scope, scope_app
 
 
 class JobIn(serializers.Serializer):
@@ -82,9 +83,28 @@ class JobOut(serializers.ModelSerializer):
 
 
 class JobLogOut(serializers.Serializer):
-    text = serializers.CharField()
-    offset = serializers.IntegerField(help_text="Ask for the log from here to follow it.")
-    finished = serializers.BooleanField()
+    text = serializers.CharField(
+        help_text="The log from the offset asked for, whole characters; where bytes were dropped (the log is "
+        "capped at PRO_JOB_LOG_MAX_BYTES), one line saying how many stands for them."
+    )
+    offset = serializers.IntegerField(
+        help_text="Ask for the log from here for the next page, or to follow it; it never goes backwards."
+    )
+    size = serializers.IntegerField(help_text="Where the log ends as far as it is written (dropped bytes included).")
+    dropped = serializers.IntegerField(help_text="Bytes dropped from the middle of the log so far.")
+    finished = serializers.BooleanField(help_text="The job has ended and this page reaches the end of its log.")
+
+
+class JobLogQuery(serializers.Serializer):
+    offset = serializers.IntegerField(
+        default=0, min_value=0, max_value=2**62, help_text="Byte offset in the log to read from (default 0)."
+    )
+    limit = serializers.IntegerField(
+        default=jobs.LOG_PAGE_BYTES,
+        min_value=1,
+        max_value=jobs.LOG_PAGE_BYTES,
+        help_text=f"At most this many bytes of log (default and most {jobs.LOG_PAGE_BYTES}).",
+    )
 
 
 def valid_query(serializer_class: type[serializers.Serializer], request) -> dict:
@@ -115,7 +135,7 @@ class JobListApi(APIView):
     )
     def get(self, request):
         query = valid_query(JobQuery, request)
-        found = jobs.jobs_for_user(request.user)
+        found = jobs_in_scope(request.user, scope_app(request.auth))
         if query.get("state"):
             found = found.filter(state=query["state"])
         if query.get("app"):
@@ -131,6 +151,7 @@ class JobListApi(APIView):
         given = JobIn(data=request.data)
         given.is_valid(raise_exception=True)
         data = given.validated_data
+        app_in_scope(data["app"], scope_app(request.auth))
         job = jobs.job_submit(
             user=request.user,
             app_name=data["app"],
@@ -151,24 +172,31 @@ class JobDetailApi(APIView):
 
     @extend_schema(responses=JobOut)
     def get(self, request, job_id: int):
-        return Response(JobOut(jobs.job_get_for_user(request.user, job_id)).data)
+        return Response(JobOut(job_get_in_scope(request.user, job_id, scope_app(request.auth))).data)
 
 
 class JobLogApi(APIView):
     session_ticket_allowed = True
 
     @extend_schema(
-        parameters=[OpenApiParameter("offset", OpenApiTypes.INT, description="Byte offset to read from.")],
+        parameters=[JobLogQuery],
         responses=JobLogOut,
+        description="A page of a job's log: follow a running job, or page through a finished one, by asking "
+        "again from the offset answered until `finished`.",
     )
     def get(self, request, job_id: int):
-        job = jobs.job_get_for_user(request.user, job_id)
-        try:
-            offset = int(request.query_params.get("offset", 0))
-        except ValueError:
-            offset = 0
-        text, next_offset = jobs.job_log(job, offset)
-        return Response({"text": text, "offset": next_offset, "finished": job.is_finished and bool(job.log_path)})
+        job = job_get_in_scope(request.user, job_id, scope_app(request.auth))
+        query = valid_query(JobLogQuery, request)
+        page = jobs.job_log_page(job, query["offset"], query["limit"])
+        return Response(
+            {
+                "text": page.text,
+                "offset": page.offset,
+                "size": page.size,
+                "dropped": job.log_dropped,
+                "finished": page.finished,
+            }
+        )
 
 
 class JobInterruptApi(APIView):
@@ -176,7 +204,7 @@ class JobInterruptApi(APIView):
 
     @extend_schema(request=None, responses={200: JobOut, 409: ERROR})
     def post(self, request, job_id: int):
-        job = jobs.job_interrupt(user=request.user, job=jobs.job_get_for_user(request.user, job_id))
+        job = jobs.job_interrupt(user=request.user, job=job_get_in_scope(request.user, job_id, scope_app(request.auth)))
         return Response(JobOut(job).data)
 
 
@@ -185,7 +213,7 @@ class JobCancelApi(APIView):
 
     @extend_schema(request=None, responses={200: JobOut, 409: ERROR})
     def post(self, request, job_id: int):
-        job = jobs.job_cancel(user=request.user, job=jobs.job_get_for_user(request.user, job_id))
+        job = jobs.job_cancel(user=request.user, job=job_get_in_scope(request.user, job_id, scope_app(request.auth)))
         return Response(JobOut(job).data)
 
 
@@ -212,7 +240,7 @@ class JobResultApi(APIView):
         },
     )
     def get(self, request, job_id: int):
-        job = jobs.job_get_for_user(request.user, job_id)
+        job = job_get_in_scope(request.user, job_id, scope_app(request.auth))
         if job.result_case is None:
             raise NotFound(f"Job {job.pk} has no result ({job.state}).")
         return case_response(job.result_case, request.query_params.get("format") == "json")
@@ -258,7 +286,9 @@ class CaseListApi(APIView):
     )
     def get(self, request):
         query = valid_query(CaseQuery, request)
-        found = cases_for_user(request.user, app_name=query.get("app"), kind=query.get("kind"))
+        scoped = scope_app(request.auth)
+        app_name = scoped if scoped is not None else query.get("app")
+        found = cases_for_user(request.user, app_name=app_name, kind=query.get("kind"))
         return Response(CaseOut(found[:500], many=True).data)
 
     @extend_schema(
@@ -273,8 +303,11 @@ class CaseListApi(APIView):
     )
     def post(self, request):
         query = valid_query(CaseUploadQuery, request)
-        blob = read_uploaded_bytes(request._request, "case", settings.PRO_MAX_CASE_BYTES, "case")
-        case = case_upload(user=request.user, app_name=query["app"], blob=blob, name=query["name"], kind=query["kind"])
+        app_in_scope(query["app"], scope_app(request.auth))
+        stream = uploaded_stream(request._request, "case", settings.PRO_MAX_CASE_BYTES, "case")
+        case = case_upload(
+            user=request.user, app_name=query["app"], stream=stream, name=query["name"], kind=query["kind"]
+        )
         return Response(CaseOut(case).data, status=status.HTTP_201_CREATED)
 
 
@@ -283,11 +316,12 @@ class CaseDetailApi(APIView):
 
     @extend_schema(parameters=[FORMAT], responses=CASE_RESPONSES)
     def get(self, request, case_id: str):
-        return case_response(case_get_for_user(request.user, case_id), request.query_params.get("format") == "json")
+        case = case_get_in_scope(request.user, case_id, scope_app(request.auth))
+        return case_response(case, request.query_params.get("format") == "json")
 
     @extend_schema(responses={204: None})
     def delete(self, request, case_id: str):
-        case_delete(case=case_get_for_user(request.user, case_id))
+        case_delete(case=case_get_in_scope(request.user, case_id, scope_app(request.auth)))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
 from apps.catalog.models import App, AppVersion
-from pro_portal.errors import ApplicationError, NotFound
+from pro_portal.errors import ApplicationError, NotFound, TooLarge
 from sessions.runtime.case import CaseData, CaseFormatError, read_case
 
+from .case_check import CaseStreamCheck
 from .models import Case, CaseKind
+
+logger = logging.getLogger(__name__)
+UPLOAD_CHUNK = 1024 * 1024
 
 
 def case_store(
@@ -36,6 +45,57 @@ def case_store(
     except BaseException:
         default_storage.delete(case.storage_path)
         raise
+    return case
+
+
+class _CheckedCaseReader(io.RawIOBase):
+    """A request body read as a case: refused past ``limit`` bytes or at its first bad byte."""
+
+    def __init__(self, source, limit: int):
+        self.source, self.limit, self.count, self.check = source, limit, 0, CaseStreamCheck()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        chunk = self.source.read(len(buffer))
+        self.count += len(chunk)
+        if self.count > self.limit:
+            raise TooLarge(f"The case is over the limit of {self.limit} bytes.")
+        try:
+            self.check.feed(chunk)
+        except CaseFormatError as exc:
+            raise _bad_case(exc) from None
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _bad_case(exc: CaseFormatError) -> ApplicationError:
+    return ApplicationError(f"The case is not readable: {exc}", code="bad_case")
+
+
+def case_store_stream(
+    *, owner: AbstractUser, app: App, stream, kind: str = CaseKind.SAVED, name: str = "", limit: int
+) -> Case:
+    """Store a case read from ``stream`` in chunks, checking its format on the way; hold none of it.
+
+    At most ``limit`` bytes are read. The file in storage is removed again when the case is refused.
+    """
+    reader = _CheckedCaseReader(stream, limit)
+    case = Case(owner=owner, app=app, kind=kind, name=name)
+    content = File(io.BufferedReader(reader, buffer_size=UPLOAD_CHUNK), name=f"{case.id}.case")
+    case.storage_path = default_storage.save(f"cases/{app.name}/{case.id}.case", content)
+    try:
+        try:
+            reader.check.finish()
+        except CaseFormatError as exc:
+            raise _bad_case(exc) from None
+        case.size = reader.count
+        case.save()
+    except BaseException:
+        default_storage.delete(case.storage_path)
+        raise
+    logger.info("%s uploaded case %s of %s (%d bytes)", owner.username, case.id, app.name, case.size)
     return case
 
 
@@ -71,14 +131,19 @@ def cases_for_user(user: AbstractUser, *, app_name: str | None = None, kind: str
     return cases
 
 
-def case_upload(*, user: AbstractUser, app_name: str, blob: bytes, name: str = "", kind: str = CaseKind.SAVED) -> Case:
-    """Store a case a user sends for an app they may use."""
+def case_upload(*, user: AbstractUser, app_name: str, stream, name: str = "", kind: str = CaseKind.SAVED) -> Case:
+    """Store a case a user sends for an app they may use, streamed from ``stream`` into storage.
+
+    The app is checked before any of the body is read; at most ``PRO_MAX_CASE_BYTES`` are.
+    """
     from apps.catalog.selectors import app_get_for_user
 
     if kind not in (CaseKind.SAVED, CaseKind.INPUT):
         raise ApplicationError("A case sent by a user is 'saved' or 'input'.", code="invalid")
     app = app_get_for_user(user, app_name)
-    return case_store(owner=user, app=app, blob=blob, kind=kind, name=name.strip()[:200])
+    return case_store_stream(
+        owner=user, app=app, stream=stream, kind=kind, name=name.strip()[:200], limit=settings.PRO_MAX_CASE_BYTES
+    )
 
 
 def case_delete(*, case: Case) -> None:
