@@ -122,7 +122,7 @@ def remove_leftovers(prefix: str) -> int:
         else:
             path.unlink(missing_ok=True)
         removed += 1
-    remove_stale_cgroups(f"{settings.PRO_NODE_NAME}.{prefix}-")
+    remove_stale_cgroups()
     return removed
 
 
@@ -302,7 +302,7 @@ def launch(spec: LaunchSpec) -> SandboxedProcess:
     spec = replace(spec, read_only={**spec.read_only, **network.read_only})
     env.update(network.env)
     processes, memory = _limits(spec)
-    cgroup = SandboxCgroup.create(f"{settings.PRO_NODE_NAME}.{spec.name}", processes, memory)
+    cgroup = SandboxCgroup.create(settings.PRO_NODE_NAME, processes, memory)
     info_read, info_write = os.pipe()
     try:
         command = bwrap.command(spec, app_command, info_fd=info_write)

@@ -14,9 +14,13 @@ sandboxes' folders, other processes, the node's services.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,24 +114,58 @@ def runtime_folders(interpreter: str) -> list[Path]:
     return [folder for folder in folders if not folder.resolve().is_relative_to("/usr")]
 
 
+def _etc_fingerprint() -> str:
+    """What the node's copies of ``ETC_FILES`` depend on: the entries' sizes and times."""
+    parts = []
+    for name in ETC_FILES:
+        with contextlib.suppress(OSError):
+            info = (Path("/etc") / name).lstat()
+            parts.append(f"{name}:{info.st_size}:{info.st_mtime_ns}")
+    return hashlib.sha256("\n".join([PASSWD, GROUP, *parts]).encode()).hexdigest()[:16]
+
+
+def _copy_etc_entry(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_symlink() and os.readlink(source).startswith("/usr/"):
+        target.symlink_to(os.readlink(source))  # resolves inside the sandbox, where /usr is
+    elif source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target)
+
+
 @functools.cache
-def _identity_files() -> tuple[Path, Path]:
-    """An ``/etc/passwd`` and ``/etc/group`` naming only the sandbox's user, written once per node."""
-    folder = Path(settings.PRO_WORK_DIR) / ".sandbox-etc"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "passwd").write_text(PASSWD)
-    (folder / "group").write_text(GROUP)
-    return folder / "passwd", folder / "group"
+def etc_folder() -> Path:
+    """The sandbox's ``/etc``: copies of ``ETC_FILES`` and a passwd naming only its user.
+
+    One folder mounted at once costs a sandbox far less than a mount per file. It is built
+    once per node and content, by whichever process needs it first.
+    """
+    folder = Path(settings.PRO_WORK_DIR) / f".sandbox-etc-{_etc_fingerprint()}"
+    if folder.is_dir():
+        return folder
+    Path(settings.PRO_WORK_DIR).mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=".sandbox-etc-building-", dir=settings.PRO_WORK_DIR))
+    for name in ETC_FILES:
+        source = Path("/etc") / name
+        if source.exists() or source.is_symlink():
+            with contextlib.suppress(OSError):
+                _copy_etc_entry(source, building / name)
+    (building / "passwd").write_text(PASSWD)
+    (building / "group").write_text(GROUP)
+    building.chmod(0o755)
+    try:
+        building.rename(folder)
+    except OSError:  # another process built it meanwhile
+        shutil.rmtree(building, ignore_errors=True)
+    return folder
 
 
 def _file_system(spec: LaunchSpec) -> list[str]:
     args = ["--ro-bind", "/usr", "/usr", *_system_links(), "--proc", "/proc", "--dev", "/dev"]
     size = str(settings.PRO_SANDBOX_TMP_MB * 1024 * 1024)
     args += ["--size", size, "--tmpfs", "/dev/shm", "--size", size, "--tmpfs", "/tmp"]  # noqa: S108
-    for name in ETC_FILES:
-        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    passwd, group = _identity_files()
-    args += ["--ro-bind", str(passwd), "/etc/passwd", "--ro-bind", str(group), "/etc/group"]
+    args += ["--ro-bind", str(etc_folder()), "/etc"]
     for folder in runtime_folders(spec.interpreter):
         args += ["--ro-bind", str(folder), str(folder)]
     base = Path(settings.BASE_DIR)

@@ -8,11 +8,15 @@ and the log say so.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import itertools
 import logging
 import os
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 logger = logging.getLogger(__name__)
 
@@ -97,27 +101,59 @@ def limits_available() -> bool:
 
 
 class SandboxCgroup:
-    """The cgroup(s) of one sandbox: join them before exec, read whether memory ran out, remove."""
+    """The cgroup(s) of one sandbox: join them before exec, read its memory and its limits' hits.
+
+    Cgroups are reused: a process keeps the ones its ended sandboxes leave (a fresh cgroup
+    costs a new sandbox several milliseconds more than a used one), with their counters taken
+    as the baseline of the next sandbox.
+    """
+
+    _free: ClassVar[list[SandboxCgroup]] = []
+    _draining: ClassVar[list[SandboxCgroup]] = []  # ended, but their last processes still exiting
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _made: ClassVar[itertools.count] = itertools.count()
 
     def __init__(self, dirs: dict[str, Path]):
         self.dirs = dirs
+        self.baseline = {"oom_kill": 0, "pids_max": 0}
 
     @classmethod
-    def create(cls, name: str, max_processes: int, memory_bytes: int | None) -> SandboxCgroup | None:
+    def create(cls, prefix: str, max_processes: int, memory_bytes: int | None) -> SandboxCgroup | None:
+        """A cgroup for one sandbox, named from ``prefix`` (e.g. the node's name) when new."""
         parents = _parents()
         if not parents:
             return None
-        dirs = {kind: parent / name for kind, parent in parents.items()}
+        cgroup = cls._reusable()
+        for _ in range(2):  # a reused cgroup that refuses its new limits is replaced by a fresh one
+            if cgroup is None:
+                name = f"{prefix}.{os.getpid()}.{next(cls._made)}"
+                cgroup = cls({kind: parent / name for kind, parent in parents.items()})
+            try:
+                for folder in cgroup.dirs.values():
+                    folder.mkdir(exist_ok=True)
+                cgroup._set_limits(max_processes, memory_bytes)
+                cgroup.baseline = {"oom_kill": cgroup._oom_kills(), "pids_max": cgroup._pids_max_events()}
+                return cgroup
+            except OSError as exc:
+                logger.warning("Cannot prepare the cgroup %s: %s", cgroup.dirs, exc)
+                cgroup._remove_dirs()
+                cgroup = None
+        return None
+
+    @classmethod
+    def _reusable(cls) -> SandboxCgroup | None:
+        with cls._lock:
+            still = []
+            for cgroup in cls._draining:
+                (cls._free if cgroup.is_empty() else still).append(cgroup)
+            cls._draining[:] = still
+            return cls._free.pop() if cls._free else None
+
+    def is_empty(self) -> bool:
         try:
-            for folder in dirs.values():
-                folder.mkdir()
-            cgroup = cls(dirs)
-            cgroup._set_limits(max_processes, memory_bytes)
-        except OSError as exc:
-            cls(dirs).remove()
-            logger.warning("Cannot create the cgroup of sandbox %s: %s", name, exc)
-            return None
-        return cgroup
+            return all(not Path(path).read_text().strip() for path in self.procs_files)
+        except OSError:
+            return False
 
     def _set_limits(self, max_processes: int, memory_bytes: int | None) -> None:
         if "v2" in self.dirs:
@@ -155,30 +191,49 @@ class SandboxCgroup:
         )
         return used / (1024 * 1024)
 
+    def _oom_kills(self) -> int:
+        return self._memory_file("memory.events", "memory.oom_control").get("oom_kill", 0)
+
+    def _pids_max_events(self) -> int:
+        folder = self.dirs.get("v2") or self.dirs["pids"]
+        try:
+            return int(dict(line.split() for line in (folder / "pids.events").read_text().splitlines()).get("max", 0))
+        except (OSError, ValueError):
+            return 0
+
     def memory_exhausted(self) -> bool:
-        """Whether the kernel killed a process of the sandbox at its memory ceiling."""
-        return self._memory_file("memory.events", "memory.oom_control").get("oom_kill", 0) > 0
+        """Whether the kernel killed a process of this sandbox at its memory ceiling."""
+        return self._oom_kills() > self.baseline["oom_kill"]
 
     def processes_exhausted(self) -> bool:
-        """Whether a fork was refused because the sandbox reached its process limit."""
-        folder = self.dirs.get("v2") or self.dirs.get("pids")
-        try:
-            if "v2" in self.dirs:
-                events = dict(line.split() for line in (folder / "pids.events").read_text().splitlines())
-                return int(events.get("max", 0)) > 0
-            return int((folder / "pids.events").read_text().split()[1]) > 0
-        except (OSError, ValueError, IndexError):
-            return False
+        """Whether a fork was refused because this sandbox reached its process limit."""
+        return self._pids_max_events() > self.baseline["pids_max"]
 
     def remove(self) -> None:
+        """Give the cgroup back for the next sandbox of this process (once its processes are gone)."""
+        with self._lock:
+            (self._free if self.is_empty() else self._draining).append(self)
+
+    def _remove_dirs(self) -> None:
         for folder in self.dirs.values():
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
 
-def remove_stale_cgroups(prefix: str) -> None:
-    """Remove the empty cgroups whose names start with ``prefix`` (their sandboxes are gone)."""
+def remove_stale_cgroups() -> None:
+    """Remove the sandboxes' cgroups (``NODE.PID.N``) whose process PID is gone, and so their sandboxes."""
     for parent in _parents().values():
-        for folder in parent.glob(f"{prefix}*"):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        for folder in parent.glob("*.*.*"):
+            owner = folder.name.rsplit(".", 2)[-2]
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+
+@atexit.register
+def _remove_free() -> None:
+    """At exit, the cgroups this process keeps for reuse go (those still draining, at the next sweep)."""
+    with SandboxCgroup._lock:
+        for cgroup in SandboxCgroup._free:
+            cgroup._remove_dirs()
+        SandboxCgroup._free.clear()
