@@ -12,8 +12,8 @@ import pytest
 
 from apps.catalog.models import AppVersion
 from sessions import jobs
-from sessions.models import Job, JobState
 from sessions.launcher import procfs
+from sessions.models import Job, JobState
 from sessions.supervisor import SolveWorker
 from tests.conftest import body_of, publish_as
 
