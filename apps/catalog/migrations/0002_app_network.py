@@ -4,20 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='app',
-            name='network_outbound',
-            field=models.BooleanField(default=False, help_text="Admins only: its sandboxes may reach other hosts through an HTTP proxy (never this node's own addresses or the platform's services)."),
+            model_name="app",
+            name="network_outbound",
+            field=models.BooleanField(
+                default=False,
+                help_text="Admins only: its sandboxes may reach other hosts through an HTTP proxy (never this node's own addresses or the platform's services).",
+            ),
         ),
         migrations.AddField(
-            model_name='app',
-            name='network_targets',
-            field=models.JSONField(blank=True, default=list, help_text='Admins only: "host:port" services its sandboxes may reach, e.g. "db.example.com:3306" or "127.0.0.1:3306" for a service of the node itself.'),
+            model_name="app",
+            name="network_targets",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text='Admins only: "host:port" services its sandboxes may reach, e.g. "db.example.com:3306" or "127.0.0.1:3306" for a service of the node itself.',
+            ),
         ),
     ]
