@@ -40,10 +40,6 @@ UPLOAD_LIMITS = {
 }
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 def endpoint_limit(method: str, path: str) -> int:
     """The largest body the endpoint at ``path`` takes for ``method``."""
     try:

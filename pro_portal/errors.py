@@ -12,12 +12,17 @@ from typing import Any
 
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.dispatch import Signal
 from django.http import Http404, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
+
+# Sent (with ``request``, ``target`` and ``message``) when the API refuses a request as forbidden.
+# The accounts app records it in the security event log; this module, below every app, imports none.
+access_denied = Signal()
 
 
 class ApplicationError(Exception):
@@ -73,11 +78,9 @@ def _drf_message(exc: drf.APIException) -> tuple[str, Any]:
 
 
 def _record_denial(context: dict, exc: Exception) -> None:
-    from apps.accounts.events import security_event
-
     request = context.get("request")
     target = f"{request.method} {request.path}" if request is not None else ""
-    security_event("permission.denied", request=request, target=target, outcome="denied", message=str(exc))
+    access_denied.send(sender=type(exc), request=request, target=target, message=str(exc))
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:

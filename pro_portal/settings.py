@@ -102,9 +102,9 @@ TEMPLATES = [
 
 # ---------------------------------------------------------------- admin database
 
-DATABASE_URL = env_str("DATABASE_URL")
-if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_health_checks=True)}
+_database_url = env_str("DATABASE_URL")
+if _database_url:
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_health_checks=True)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["TEST"] = {"NAME": env_str("PRO_TEST_DATABASE", "test_pro_platform")}
 else:
@@ -151,9 +151,8 @@ def _storage_backend(url: str) -> dict:
     raise ImproperlyConfigured(f"PRO_STORAGE_URL={url!r}: use file:///path or s3://bucket/prefix")
 
 
-STORAGE_URL = env_str("PRO_STORAGE_URL", (DATA_DIR / "storage").as_uri())
 STORAGES = {
-    "default": _storage_backend(STORAGE_URL),
+    "default": _storage_backend(env_str("PRO_STORAGE_URL", (DATA_DIR / "storage").as_uri())),
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
@@ -308,8 +307,7 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # PRO_HTTPS: the platform is reached over HTTPS (its own certificate, or a TLS-terminating
 # proxy listed in PRO_TRUSTED_PROXIES). Cookies then travel only over HTTPS, plain HTTP is
 # redirected, and browsers are told to use HTTPS only (HSTS).
-PRO_HTTPS = env_bool("PRO_HTTPS", bool(env_str("PRO_TLS_CERT")))
-if PRO_HTTPS:
+if env_bool("PRO_HTTPS", bool(env_str("PRO_TLS_CERT"))):
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("PRO_SSL_REDIRECT", True)
     # Health checks of load balancers and containers come over plain HTTP from inside the network.

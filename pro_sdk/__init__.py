@@ -1,7 +1,9 @@
 """The public name of the app SDK: ``from pro_sdk import App, Table, Field, Chart, Button``.
 
 The implementation lives in :mod:`sessions.runtime.sdk`; app code imports it from here so it
-does not depend on the platform's internal layout.
+does not depend on the platform's internal layout. ``App`` is the public name of
+:class:`~sessions.runtime.sdk.AppDefinition`, the declaration of an app (not the catalogue's
+published app).
 """
 
 from sessions.runtime.loader import load_app
@@ -13,7 +15,7 @@ try:  # HiGHS is optional for apps that do not solve
 except ImportError:  # pragma: no cover
     attach_highs = run_highs = has_solution = None
 from sessions.runtime.sdk import (
-    App,
+    AppDefinition,
     AppDefinitionError,
     Button,
     Chart,
@@ -24,8 +26,11 @@ from sessions.runtime.sdk import (
     Table,
 )
 
+App = AppDefinition
+
 __all__ = [
     "App",
+    "AppDefinition",
     "AppDefinitionError",
     "Button",
     "Chart",

@@ -7,9 +7,10 @@ from rest_framework.views import APIView
 from pro_portal.errors import ApplicationError
 from pro_portal.openapi import ERROR
 
-from .api_keys import api_key_create, api_key_revoke, api_keys_of
+from .api_keys import api_key_create, api_key_revoke
 from .authentication import TicketScope
 from .models import ApiKey, ApiTicket
+from .selectors import api_keys_of
 from .services import ticket_issue, ticket_max_expiry, ticket_renew, ticket_revoke
 
 

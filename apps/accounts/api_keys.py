@@ -7,21 +7,17 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from pro_portal.errors import ApplicationError, NotFound
 
 from .events import security_event
 from .models import ApiKey
+from .selectors import api_keys_of
 from .services import credential_hash, credential_lookup
 
 API_KEY_PREFIX = "pro_k_"
 MAX_KEYS_PER_USER = 50
-
-
-def api_keys_of(user: AbstractUser) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(user=user)
 
 
 def api_key_create(

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from .models import SecurityEvent
+from .models import SecurityEvent, SecurityOutcome
 
 logger = logging.getLogger("security")
 
@@ -27,7 +27,7 @@ def security_event(
     request=None,
     actor: Any = None,
     target: str = "",
-    outcome: str = "success",
+    outcome: str = SecurityOutcome.SUCCESS,
     source: str | None = None,
     **detail: Any,
 ) -> None:

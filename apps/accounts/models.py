@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+from .addresses import parse_networks
 
 EVERYONE_GROUP = "Everyone"
 PUBLISHERS_GROUP = "Publishers"
@@ -88,14 +91,18 @@ class GroupNetworks(models.Model):
         return f"address ranges of {self.group}"
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from .network import parse_networks
-
         try:
             parse_networks(self.networks.split())
         except ValueError as exc:
             raise ValidationError({"networks": str(exc)}) from None
+
+
+class SecurityOutcome(models.TextChoices):
+    """How a security event ended (the field takes any short word; these are the platform's own)."""
+
+    SUCCESS = "success", "Success"
+    FAILURE = "failure", "Failure"
+    DENIED = "denied", "Denied"
 
 
 class SecurityEvent(models.Model):
@@ -108,7 +115,7 @@ class SecurityEvent(models.Model):
     )
     source = models.CharField(max_length=64, blank=True, help_text="The client's address.")
     target = models.CharField(max_length=300, blank=True)
-    outcome = models.CharField(max_length=16, default="success", db_index=True)
+    outcome = models.CharField(max_length=16, default=SecurityOutcome.SUCCESS, db_index=True)
     detail = models.JSONField(default=dict, blank=True)
 
     class Meta:

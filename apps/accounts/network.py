@@ -13,10 +13,7 @@ their ``Origin`` must be the platform's own (scheme, host and port) or a trusted
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable
 from functools import lru_cache
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -24,37 +21,13 @@ from django.http.request import is_same_domain, split_domain_port, validate_host
 
 from pro_portal.errors import Forbidden
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+from .addresses import Network, address_within, parse_address, parse_networks, parse_origin
+from .events import security_event
+from .models import GroupNetworks, SecurityOutcome
 
 
 class AddressNotAllowed(Forbidden):
     code = "address_not_allowed"
-
-
-def parse_networks(values: Iterable[str]) -> list[Network]:
-    """CIDR ranges (a bare address is a range of one); a ValueError names the first bad one."""
-    networks = []
-    for value in values:
-        value = value.strip()
-        if not value:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(value, strict=False))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an address range in CIDR notation (such as 10.0.0.0/8)") from None
-    return networks
-
-
-def parse_address(value: str) -> Address | None:
-    """An address, or None; IPv4 addresses mapped into IPv6 (``::ffff:10.0.0.1``) count as IPv4."""
-    try:
-        address = ipaddress.ip_address(value.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 @lru_cache(maxsize=1)
@@ -70,12 +43,8 @@ def trusted_proxies() -> list[Network]:
     return _configured(tuple(settings.PRO_ALLOWED_NETWORKS), tuple(settings.PRO_TRUSTED_PROXIES))[1]
 
 
-def _within(address: Address | None, networks: list[Network]) -> bool:
-    return address is not None and any(address in network for network in networks)
-
-
 def peer_is_trusted_proxy(peer: str) -> bool:
-    return _within(parse_address(peer), trusted_proxies())
+    return address_within(parse_address(peer), trusted_proxies())
 
 
 def client_address(peer: str, forwarded_for: str | None) -> str:
@@ -85,7 +54,7 @@ def client_address(peer: str, forwarded_for: str | None) -> str:
     if address is None:
         return peer
     hops = [hop for hop in (forwarded_for or "").split(",") if hop.strip()]
-    while _within(address, proxies) and hops:
+    while address_within(address, proxies) and hops:
         previous = parse_address(hops.pop())
         if previous is None:
             break  # a trusted proxy passed on something that is no address: keep the proxy's own
@@ -95,8 +64,6 @@ def client_address(peer: str, forwarded_for: str | None) -> str:
 
 def _group_networks(user: AbstractBaseUser) -> list[Network] | None:
     """The union of the ranges of the user's groups that have ranges; None when none has."""
-    from .models import GroupNetworks
-
     texts = list(GroupNetworks.objects.filter(group__user=user).values_list("networks", flat=True))
     if not texts:
         return None
@@ -107,12 +74,12 @@ def network_check(*, address: str, user: AbstractBaseUser | AnonymousUser | None
     """Refuse (AddressNotAllowed) a client the allow-lists do not admit; no lists, no refusal."""
     parsed = parse_address(address)
     networks = allowed_networks()
-    if networks and not _within(parsed, networks):
+    if networks and not address_within(parsed, networks):
         raise AddressNotAllowed(f"Connections from {address} are not allowed on this platform.")
     if user is None or not user.is_authenticated:
         return
     group_networks = _group_networks(user)
-    if group_networks is not None and not _within(parsed, group_networks):
+    if group_networks is not None and not address_within(parsed, group_networks):
         raise AddressNotAllowed(f"{user.get_username()} may not connect from {address}.")
 
 
@@ -121,15 +88,13 @@ def network_enforce(*, address: str, user=None, request=None, via: str) -> None:
     try:
         network_check(address=address, user=user)
     except AddressNotAllowed as refusal:
-        from .events import security_event
-
         actor = user.get_username() if user is not None and user.is_authenticated else ""
         security_event(
             "ip.denied",
             request=request,
             actor=actor,
             target=via,
-            outcome="denied",
+            outcome=SecurityOutcome.DENIED,
             address=address,
             message=str(refusal),
         )
@@ -137,24 +102,6 @@ def network_enforce(*, address: str, user=None, request=None, via: str) -> None:
 
 
 # ---------------------------------------------------------------- origins
-
-Origin = tuple[str, str, int]  # scheme, host name, port
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def parse_origin(value: str) -> Origin | None:
-    """``scheme://host[:port]`` as (scheme, host, port), or None for anything else (``null`` included)."""
-    try:
-        parts = urlsplit(value.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname or parts.username is not None or parts.password is not None:
-        return None
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return None
-    return scheme, parts.hostname.lower(), port if port is not None else DEFAULT_PORTS[scheme]
 
 
 def _allowed_hosts() -> list[str]:

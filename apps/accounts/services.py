@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from pro_portal.errors import ApplicationError
 
+from .events import client_address, security_event
 from .models import EVERYONE_GROUP, PUBLISHERS_GROUP, ApiTicket, Role
+from .network import network_enforce
 
 TICKET_PREFIX = "pro_t_"
 
@@ -76,8 +78,6 @@ def user_create(*, username: str, password: str, role: Role | str = Role.USER, e
     user.set_password(password)
     user.save()
     user_set_role(user=user, role=role)
-    from .events import security_event
-
     security_event("user.create", target=f"user {username}", role=str(Role(role).value))
     return user
 
@@ -114,9 +114,6 @@ def ticket_issue(*, username: str, password: str, request=None) -> tuple[str, Ap
         )
     if user is None or not user.is_active:
         raise AuthenticationFailed("The user name or password is wrong.")
-    from .events import client_address
-    from .network import network_enforce
-
     network_enforce(address=client_address(request), user=user, request=request, via="POST /api/v1/auth/tickets")
     # A ticket is a login: record it as one (last login, and django-axes resets the failure count).
     user_logged_in.send(sender=user.__class__, request=request, user=user)
@@ -136,8 +133,6 @@ def ticket_issue_for_user(
         expires_at=timezone.now() + timedelta(seconds=ttl),
         scope=scope or {},
     )
-    from .events import security_event
-
     security_event(
         "ticket.issue",
         actor=user.username,
@@ -146,12 +141,6 @@ def ticket_issue_for_user(
         expires=ticket.expires_at.isoformat(),
     )
     return raw, ticket
-
-
-def ticket_authenticate(raw: str) -> AbstractUser | None:
-    """The active user a ticket belongs to, or ``None`` for an unknown, expired or revoked one."""
-    ticket = ticket_lookup(raw)
-    return ticket.user if ticket is not None else None
 
 
 def ticket_lookup(raw: str) -> ApiTicket | None:
@@ -175,8 +164,6 @@ def credential_lookup(model, raw: str, prefix: str):
 
 def ticket_renew(*, ticket: ApiTicket) -> ApiTicket:
     """Extend a personal ticket by its lifetime again, up to its maximum age (then log in again)."""
-    from .events import security_event
-
     if ticket.scope:
         raise ApplicationError(
             "A data session's ticket is not renewed; it ends with its session.", code="not_renewable"
@@ -200,16 +187,12 @@ def ticket_max_expiry(ticket: ApiTicket):
 
 
 def ticket_revoke(*, ticket: ApiTicket, request=None) -> None:
-    from .events import security_event
-
     ApiTicket.objects.filter(pk=ticket.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     security_event("ticket.revoke", request=request, actor=ticket.user.username, target=f"ticket {ticket.prefix}…")
 
 
 def ticket_revoke_all(*, user: AbstractUser, reason: str = "") -> int:
     """Revoke every ticket of the user, data sessions' included (logout, password change)."""
-    from .events import security_event
-
     count = ApiTicket.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
     security_event("ticket.revoke", actor=user.username, target=f"{count} tickets of {user.username}", reason=reason)
     return count

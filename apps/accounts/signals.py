@@ -8,8 +8,11 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from pro_portal.errors import access_denied
+
 from .api_keys import api_keys_revoke_all
 from .events import security_event
+from .models import SecurityOutcome
 from .services import group_everyone, ticket_revoke_all
 
 
@@ -28,7 +31,13 @@ def record_login(sender, request, user, **kwargs) -> None:
 @receiver(user_login_failed)
 def record_login_failure(sender, credentials, request=None, **kwargs) -> None:
     username = credentials.get("username", "")
-    security_event("login", request=request, actor=username, target=f"user {username}", outcome="failure")
+    security_event("login", request=request, actor=username, target=f"user {username}", outcome=SecurityOutcome.FAILURE)
+
+
+@receiver(access_denied)
+def record_access_denied(sender, request, target: str, message: str, **kwargs) -> None:
+    """The API refused a request as forbidden (sent by the one exception handler, pro_portal.errors)."""
+    security_event("permission.denied", request=request, target=target, outcome=SecurityOutcome.DENIED, message=message)
 
 
 @receiver(user_locked_out)
@@ -38,7 +47,7 @@ def record_lockout(sender, request, username=None, ip_address=None, **kwargs) ->
         request=request,
         actor=username or "",
         target=f"user {username or '?'} / address {ip_address}",
-        outcome="denied",
+        outcome=SecurityOutcome.DENIED,
     )
 
 

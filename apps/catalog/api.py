@@ -1,5 +1,4 @@
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -8,7 +7,6 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pro_portal.errors import NotFound
 from pro_portal.openapi import ERROR
 from pro_portal.uploads import read_uploaded_bytes
 
@@ -24,6 +22,7 @@ from .serializers import (
     RuntimeOut,
     VersionOut,
     VersionPatch,
+    publish_make_latest,
 )
 
 
@@ -77,9 +76,7 @@ class AppListApi(APIView):
     )
     def post(self, request):
         blob = read_uploaded_bytes(request._request, "package", settings.PRO_MAX_PACKAGE_BYTES, "package")
-        make_latest = (
-            request._request.GET.get("make_latest", request._request.POST.get("make_latest", "true")).lower() != "false"
-        )
+        make_latest = publish_make_latest(request._request.GET, request._request.POST)
         version = services.app_publish(user=request.user, blob=blob, make_latest=make_latest)
         return Response(app_out(request, version.app), status=status.HTTP_201_CREATED)
 
@@ -109,13 +106,8 @@ class AppIconApi(APIView):
     @extend_schema(responses={(200, "image/*"): bytes})
     def get(self, request, name: str):
         app = selectors.app_get_for_user(request.user, name)
-        if not app.icon_path:
-            raise NotFound(f"App {name!r} has no icon.")
-        handle = default_storage.open(app.icon_path)
-        response = FileResponse(
-            handle, filename=app.icon_path.rsplit("/", 1)[-1]
-        )  # small: a sync file response is fine
-        return response
+        handle = selectors.app_icon_open(app)
+        return FileResponse(handle, filename=app.icon_path.rsplit("/", 1)[-1])  # small: a sync file response is fine
 
 
 class VersionListApi(APIView):
@@ -164,7 +156,7 @@ class GrantListApi(APIView):
     @extend_schema(responses=GrantOut(many=True))
     def get(self, request, name: str):
         app = self._app(request, name)
-        return Response(GrantOut(app.grants.select_related("user", "group", "granted_by"), many=True).data)
+        return Response(GrantOut(selectors.grants_of(app), many=True).data)
 
     @extend_schema(request=GrantIn, responses={201: GrantOut})
     def post(self, request, name: str):

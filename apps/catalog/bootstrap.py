@@ -10,6 +10,7 @@ from django.core.files.storage import default_storage
 
 from apps.accounts.models import EVERYONE_GROUP
 from apps.accounts.services import admin_ensure, group_everyone, group_publishers
+from pro_portal.env import env_str
 from sessions.runtime import package
 from sessions.runtime.manifest import read_author_manifest
 
@@ -20,8 +21,6 @@ from .verification import version_verify
 
 
 def _admin(report: list[str]) -> object:
-    from pro_portal.env import env_str
-
     admin, generated = admin_ensure(password=env_str("PRO_ADMIN_PASSWORD") or None)
     if generated:
         path = settings.DATA_DIR / "admin-password.txt"

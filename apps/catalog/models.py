@@ -112,6 +112,10 @@ class AccessLevel(models.TextChoices):
     COLLABORATOR = "collaborator", "Collaborator (also manages it)"
 
 
+# The access of admins and of the app's owner: not a level one grants, so not an AccessLevel.
+MANAGER_ACCESS = "manager"
+
+
 class AppGrant(models.Model):
     """Access to an app for one user or one group; it covers every version of the app."""
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
-from django.db.models import Q, QuerySet
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db.models import Count, Q, QuerySet
 
 from pro_portal.errors import NotFound
 
-from .models import AccessLevel, App, AppVersion, Runtime, VerificationState
+from .models import MANAGER_ACCESS, AccessLevel, App, AppGrant, AppVersion, Runtime, VerificationState
 
 
 def apps_for_user(user: AbstractUser) -> QuerySet[App]:
@@ -24,7 +26,7 @@ def app_access_level(user: AbstractUser, app: App) -> str | None:
     if not user.is_authenticated:
         return None
     if user.is_superuser or (app.owner_id is not None and app.owner_id == user.pk):
-        return "manager"
+        return MANAGER_ACCESS
     levels = set(app.grants.filter(Q(user=user) | Q(group__in=user.groups.all())).values_list("level", flat=True))
     if AccessLevel.COLLABORATOR in levels:
         return AccessLevel.COLLABORATOR
@@ -34,7 +36,7 @@ def app_access_level(user: AbstractUser, app: App) -> str | None:
 
 
 def app_can_manage(user: AbstractUser, app: App) -> bool:
-    return app_access_level(user, app) in ("manager", AccessLevel.COLLABORATOR)
+    return app_access_level(user, app) in (MANAGER_ACCESS, AccessLevel.COLLABORATOR)
 
 
 def app_get_for_user(user: AbstractUser, name: str) -> App:
@@ -54,6 +56,16 @@ def versions_for_user(user: AbstractUser, app: App) -> list[AppVersion]:
     if not app_can_manage(user, app):
         versions = versions.filter(is_hidden=False, verification_state=VerificationState.VERIFIED)
     return sorted(versions, key=lambda v: v.sort_key, reverse=True)
+
+
+def catalogue_for_user(user: AbstractUser) -> list[tuple[App, list[AppVersion]]]:
+    """The apps a user may see that have a version they may use, with those versions, by category and title."""
+    listed = []
+    for app in apps_for_user(user).order_by("category", "title"):
+        versions = versions_for_user(user, app)
+        if versions:
+            listed.append((app, versions))
+    return listed
 
 
 def version_get_for_user(user: AbstractUser, app: App, version: str) -> AppVersion:
@@ -77,5 +89,56 @@ def version_resolve_for_user(user: AbstractUser, name: str, version: str = "late
     return app.latest_version
 
 
+def version_interface(version: AppVersion) -> dict:
+    """What a version declares, from its manifest: its identifiers and procedures by name, and its
+    pages, each widget with the identifier or procedure it shows (``item``)."""
+    interface = version.manifest.get("interface", {})
+    identifiers = {item["name"]: item for item in interface.get("identifiers", [])}
+    procedures = {item["name"]: item for item in interface.get("procedures", [])}
+    pages = []
+    for page in interface.get("pages", []):
+        widgets = [
+            {**w, "item": identifiers.get(w["target"]) or procedures.get(w["target"], {})}
+            for w in page.get("widgets", [])
+        ]
+        pages.append({"title": page.get("title", ""), "widgets": widgets})
+    return {"pages": pages, "identifiers": identifiers.values(), "procedures": procedures.values()}
+
+
+def app_icon_open(app: App) -> File:
+    """The app's icon, opened from storage."""
+    if not app.icon_path:
+        raise NotFound(f"App {app.name!r} has no icon.")
+    return default_storage.open(app.icon_path)
+
+
 def runtimes() -> QuerySet[Runtime]:
     return Runtime.objects.order_by("key")
+
+
+def grants_of(app: App) -> QuerySet[AppGrant]:
+    """Who has access to the app, with the users and groups (and who granted it) read along."""
+    return app.grants.select_related("user", "group", "granted_by")
+
+
+def version_unfinished_jobs(version: AppVersion) -> int:
+    """How many of the version's jobs are queued or running.
+
+    Jobs belong to the sessions app, which builds on the catalogue: they are reached through the
+    reverse relation ``version.jobs`` and judged by the Job model's own ``is_finished``, so the
+    catalogue imports nothing of sessions. One query, grouped by state.
+    """
+    job_model = version.jobs.model
+    by_state = version.jobs.order_by().values_list("state").annotate(count=Count("pk"))
+    return sum(count for state, count in by_state if not job_model(state=state).is_finished)
+
+
+def version_usage(version: AppVersion) -> list[str]:
+    """Why a version cannot be deleted now (empty when nothing uses it)."""
+    reasons = []
+    if version.is_latest:
+        reasons.append("it carries the latest tag")
+    active = version_unfinished_jobs(version)
+    if active:
+        reasons.append(f"{active} queued or running job{'s' if active > 1 else ''} use{'' if active > 1 else 's'} it")
+    return reasons

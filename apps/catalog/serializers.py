@@ -1,3 +1,5 @@
+from collections.abc import Mapping
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -109,6 +111,11 @@ class VersionPatch(serializers.Serializer):
 class PublishForm(serializers.Serializer):
     package = serializers.FileField(help_text="An encrypted package built with 'pro app pack'.")
     make_latest = serializers.BooleanField(default=True)
+
+
+def publish_make_latest(query: Mapping[str, str], form: Mapping[str, str]) -> bool:
+    """A publish's ``make_latest``, from the query or else the form: anything but ``false`` is true."""
+    return query.get("make_latest", form.get("make_latest", "true")).lower() != "false"
 
 
 class GrantOut(serializers.ModelSerializer):

@@ -17,17 +17,18 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
+from django_q.tasks import async_task
 
 from apps.accounts.events import security_event
+from apps.accounts.models import SecurityOutcome
 from apps.accounts.services import user_is_publisher
 from pro_portal.errors import ApplicationError, Conflict, Forbidden, NotFound, TooLarge
 from sessions.runtime import package
 from sessions.runtime.manifest import Manifest
 
 from .keys import platform_private_key
-from .models import AccessLevel, App, AppGrant, AppVersion, Runtime
-from .selectors import app_can_manage
-from .verification import version_verify_later
+from .models import AccessLevel, App, AppGrant, AppVersion, Runtime, VerificationState
+from .selectors import app_can_manage, version_usage
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,9 @@ def app_publish(*, user: AbstractUser, blob: bytes, make_latest: bool = True) ->
         manifest, archive = package_validate(blob)
         _check_publish_rights(user, manifest)
     except ApplicationError as exc:
-        security_event("package.upload", actor=user, outcome="failure", reason=exc.code, message=exc.message)
+        security_event(
+            "package.upload", actor=user, outcome=SecurityOutcome.FAILURE, reason=exc.code, message=exc.message
+        )
         raise
     icon = package.read_member(archive, manifest.icon) if manifest.icon else None
     stored: list[str] = []
@@ -144,6 +147,13 @@ def app_publish(*, user: AbstractUser, blob: bytes, make_latest: bool = True) ->
     )
     logger.info("%s published %s %s", user.username, manifest.name, manifest.version)
     return version
+
+
+def version_verify_later(version: AppVersion) -> None:
+    """Queue the verification of a new version (:mod:`.verification`) once its row is committed."""
+    transaction.on_commit(
+        lambda: async_task("apps.catalog.tasks.verify_version", version.pk, task_name=f"verify {version}")
+    )
 
 
 @transaction.atomic
@@ -282,7 +292,7 @@ def app_set_latest(*, user: AbstractUser, version: AppVersion) -> App:
         raise Conflict(
             f"Version {version.version} is hidden: unhide it before tagging it latest.", code="version_hidden"
         )
-    if version.verification_state != "verified":
+    if version.verification_state != VerificationState.VERIFIED:
         raise Conflict(
             f"Version {version.version} is not verified: it cannot carry the latest tag.", code="not_verified"
         )
@@ -302,19 +312,6 @@ def version_set_hidden(*, user: AbstractUser, version: AppVersion, hidden: bool)
     version.is_hidden = hidden
     version.save(update_fields=["is_hidden"])
     return version
-
-
-def version_usage(version: AppVersion) -> list[str]:
-    """Why a version cannot be deleted now (empty when nothing uses it)."""
-    from sessions.jobs import version_jobs_in_use
-
-    reasons = []
-    if version.is_latest:
-        reasons.append("it carries the latest tag")
-    active = version_jobs_in_use(version)
-    if active:
-        reasons.append(f"{active} queued or running job{'s' if active > 1 else ''} use{'' if active > 1 else 's'} it")
-    return reasons
 
 
 def _delete_files(paths: list[str]) -> None:

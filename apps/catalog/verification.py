@@ -12,7 +12,6 @@ import shutil
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
 
 from sessions import launcher
@@ -20,19 +19,11 @@ from sessions.runtime import package
 
 from .keys import platform_private_key
 from .models import AppVersion, VerificationState
+from .services import version_promote
 
 logger = logging.getLogger(__name__)
 
 VERIFY_TIMEOUT = 120  # seconds an app may take to import and declare itself
-
-
-def version_verify_later(version: AppVersion) -> None:
-    """Queue the verification of a new version once its row is committed."""
-    from django_q.tasks import async_task
-
-    transaction.on_commit(
-        lambda: async_task("apps.catalog.tasks.verify_version", version.pk, task_name=f"verify {version}")
-    )
 
 
 def _run_verification(version: AppVersion) -> tuple[bool, str]:
@@ -86,8 +77,6 @@ def version_verify(*, version_id: int) -> str | None:
         verification_state=state, verification_error=error, verified_at=timezone.now()
     )
     if ok:
-        from .services import version_promote
-
         version.refresh_from_db()
         version_promote(version=version)
     logger.info("Verification of %s: %s %s", version, state, error)

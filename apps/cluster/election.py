@@ -27,11 +27,11 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .models import MasterLease
+from .models import MASTER_LEASE, MasterLease
 
 logger = logging.getLogger(__name__)
 
-LEASE = "master"
+LEASE = MASTER_LEASE
 
 
 def lease_seconds() -> float:

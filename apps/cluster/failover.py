@@ -17,6 +17,7 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from sessions import data_sessions, jobs
+from sessions import selectors as sessions_selectors
 from sessions.models import LIVE_SESSION_STATES, DataSession, Job, JobState
 
 from .models import Node, NodeState
@@ -76,7 +77,7 @@ def master_tick(*, master: str) -> dict:
         for name, state in _nodes_gone_with_work().items()
     }
     expired = []
-    for job in jobs.jobs_with_expired_lease():
+    for job in sessions_selectors.jobs_with_expired_lease():
         try:
             with transaction.atomic():  # a job whose row is locked waits for the next round
                 expired.append((job.pk, jobs.job_requeue_expired(job=job)))

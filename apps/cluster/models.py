@@ -8,6 +8,18 @@ class NodeState(models.TextChoices):
     DEAD = "dead", "Dead"
 
 
+class NodeRole(models.TextChoices):
+    """What a node does (``PRO_NODE_ROLES``); a node with none runs its agent and task workers only."""
+
+    WEB = "web", "Web"
+    SESSIONS = "sessions", "Data sessions"
+    SOLVES = "solves", "Solves"
+
+
+# The name of the one lease row whose holder is the master.
+MASTER_LEASE = "master"
+
+
 class Node(models.Model):
     """One server of the platform, as its node agent last reported it."""
 
@@ -53,7 +65,7 @@ class MasterLease(models.Model):
     elected in, so that an old master back from a stall cannot act on a newer master's cluster.
     """
 
-    name = models.CharField(max_length=40, primary_key=True, default="master")
+    name = models.CharField(max_length=40, primary_key=True, default=MASTER_LEASE)
     holder = models.CharField(max_length=200, blank=True)
     term = models.PositiveBigIntegerField(default=0)
     acquired_at = models.DateTimeField(null=True, blank=True)

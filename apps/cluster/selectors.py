@@ -6,22 +6,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, F, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from sessions.models import LIVE_SESSION_STATES, DataSession, Job, JobState
 
-from .models import MasterLease, Node, NodeState
+from .models import MASTER_LEASE, MasterLease, Node, NodeState
 
 # How many of a node's running jobs the overview names (the count is always complete).
 RUNNING_JOB_IDS = 10
 
 
+def database_answers() -> bool:
+    """Whether the admin database answers a query (an error if it does not)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return True
+
+
 def master_lease(now: datetime | None = None) -> MasterLease | None:
     """The master lease while it is held and not expired; ``None`` when there is no master."""
     now = now or timezone.now()
-    return MasterLease.objects.filter(name="master", expires_at__gt=now).exclude(holder="").first()
+    return MasterLease.objects.filter(name=MASTER_LEASE, expires_at__gt=now).exclude(holder="").first()
 
 
 def master_name(now: datetime | None = None) -> str | None:

@@ -10,12 +10,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from sessions import launcher
+from sessions.runtime.version import __version__ as PLATFORM_VERSION  # noqa: N812 - the version of every node
 
-from .models import Node, NodeState
+from .models import Node, NodeRole, NodeState
 
 logger = logging.getLogger(__name__)
-
-PLATFORM_VERSION = "0.1.0"
 
 
 def node_register(*, name: str | None = None, address: str = "") -> Node:
@@ -35,8 +34,8 @@ def node_register(*, name: str | None = None, address: str = "") -> Node:
         defaults={
             "address": address or settings.PRO_NODE_ADDRESS,
             "roles": roles,
-            "max_solves": settings.PRO_MAX_SOLVES if "solves" in roles else 0,
-            "max_sessions": settings.PRO_MAX_SESSIONS if "sessions" in roles else 0,
+            "max_solves": settings.PRO_MAX_SOLVES if NodeRole.SOLVES in roles else 0,
+            "max_sessions": settings.PRO_MAX_SESSIONS if NodeRole.SESSIONS in roles else 0,
             "version": PLATFORM_VERSION,
             "pid": os.getpid(),
             "state": NodeState.UP,

@@ -8,7 +8,6 @@ from collections import OrderedDict
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -23,28 +22,24 @@ from apps.storage import services as storage
 from pro_portal.errors import ApplicationError, Forbidden, NotFound
 from pro_portal.streaming import file_download
 from pro_portal.uploads import read_uploaded_bytes
+from sessions.selectors import live_sessions_by_app
 
 
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness for load balancers and the launcher: the database answers."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    cluster.database_answers()
     return JsonResponse({"status": "ok", "node": settings.PRO_NODE_NAME})
 
 
 @login_required
 def catalogue(request: HttpRequest) -> HttpResponse:
-    from sessions.data_sessions import live_sessions_by_app
-
     grouped: OrderedDict[str, list] = OrderedDict()
     live = live_sessions_by_app(request.user)
-    for app in catalog.apps_for_user(request.user).order_by("category", "title"):
-        versions = catalog.versions_for_user(request.user, app)
-        if versions:
-            grouped.setdefault(app.category, []).append(
-                {"app": app, "versions": versions, "live_session": live.get(app.pk)}
-            )
+    for app, versions in catalog.catalogue_for_user(request.user):
+        grouped.setdefault(app.category, []).append(
+            {"app": app, "versions": versions, "live_session": live.get(app.pk)}
+        )
     return render(request, "portal/catalogue.html", {"categories": grouped})
 
 
@@ -57,7 +52,7 @@ def app_detail(request: HttpRequest, name: str) -> HttpResponse:
         "versions": catalog.versions_for_user(request.user, app),
         "can_manage": can_manage,
         "access": catalog.app_access_level(request.user, app),
-        "grants": app.grants.select_related("user", "group") if can_manage else [],
+        "grants": catalog.grants_of(app) if can_manage else [],
         "levels": AccessLevel.choices,
     }
     return render(request, "portal/app_detail.html", context)
@@ -156,23 +151,7 @@ def publish(request: HttpRequest) -> HttpResponse:
 def version_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
     """What a version declares: its pages, identifiers and procedures (read from its manifest)."""
     found = catalog.version_resolve_for_user(request.user, name, version)
-    interface = found.manifest.get("interface", {})
-    identifiers = {item["name"]: item for item in interface.get("identifiers", [])}
-    procedures = {item["name"]: item for item in interface.get("procedures", [])}
-    pages = []
-    for page in interface.get("pages", []):
-        widgets = [
-            {**w, "item": identifiers.get(w["target"]) or procedures.get(w["target"], {})}
-            for w in page.get("widgets", [])
-        ]
-        pages.append({"title": page.get("title", ""), "widgets": widgets})
-    context = {
-        "app": found.app,
-        "version": found,
-        "pages": pages,
-        "identifiers": identifiers.values(),
-        "procedures": procedures.values(),
-    }
+    context = {"app": found.app, "version": found, **catalog.version_interface(found)}
     return render(request, "portal/launch.html", context)
 
 
@@ -205,17 +184,7 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
         if folder and not storage.can_access(request.user, folder):
             raise NotFound(f"There is no folder {folder!r} you have access to.")
         try:
-            if request.POST.get("action") == "delete":
-                target = storage.normalize_path(request.POST.get("path", ""))
-                storage.storage_delete(user=request.user, path=target)
-                messages.success(request, f"Deleted {target}.")
-            else:
-                upload = request.FILES.get("file")
-                if upload is None:
-                    raise ApplicationError("Choose a file to upload.")
-                target = posixpath.join(folder, posixpath.basename(upload.name))
-                storage.storage_put(user=request.user, path=target, stream=upload, declared_length=upload.size)
-                messages.success(request, f"Uploaded {target}.")
+            messages.success(request, _files_change(request, folder))
         except (NotFound, Forbidden):
             raise  # another user's folder: the 404 page, as for every object one cannot see
         except ApplicationError as exc:
@@ -228,15 +197,33 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("portal:files", path="")
+    context = {
+        "folder": folder,
+        "entries": entries,
+        "crumbs": _crumbs(folder),
+        "writable": storage.can_write_into(request.user, folder),
+    }
+    return render(request, "portal/files.html", context)
+
+
+def _files_change(request: HttpRequest, folder: str) -> str:
+    """Delete the file the form names, or upload its file into ``folder``; say what was done."""
+    if request.POST.get("action") == "delete":
+        target = storage.normalize_path(request.POST.get("path", ""))
+        storage.storage_delete(user=request.user, path=target)
+        return f"Deleted {target}."
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise ApplicationError("Choose a file to upload.")
+    target = posixpath.join(folder, posixpath.basename(upload.name))
+    storage.storage_put(user=request.user, path=target, stream=upload, declared_length=upload.size)
+    return f"Uploaded {target}."
+
+
+def _crumbs(folder: str) -> list[dict]:
+    """The folders from the top down to ``folder``, each with its path, for the page's breadcrumbs."""
     crumbs, walked = [], []
     for part in folder.split("/") if folder else []:
         walked.append(part)
         crumbs.append({"name": part, "path": "/".join(walked) + "/"})
-    writable = (
-        bool(folder)
-        and storage.can_access(request.user, folder)
-        and len(folder.split("/")) >= (3 if folder.startswith("apps/") else 2)
-    )
-    return render(
-        request, "portal/files.html", {"folder": folder, "entries": entries, "crumbs": crumbs, "writable": writable}
-    )
+    return crumbs

@@ -82,6 +82,14 @@ def can_access(user: AbstractUser, path: str) -> bool:
     return False
 
 
+def can_write_into(user: AbstractUser, folder: str) -> bool:
+    """Whether ``user`` may put files into ``folder`` (a normalized path): one they may access, and
+    not a folder of the platform's own (the root, ``apps/``, ``apps/<app>/``, ``users/``)."""
+    return (
+        bool(folder) and can_access(user, folder) and len(folder.split("/")) >= (3 if folder.startswith("apps/") else 2)
+    )
+
+
 def _require(user: AbstractUser, path: str) -> None:
     if not can_access(user, path):
         # Not found, not forbidden: whether another user's file exists is not the caller's business.

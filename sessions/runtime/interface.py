@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .sdk import App, SetDef
+from .sdk import AppDefinition, SetDef
 
 
-def app_from_interface(manifest: dict[str, Any]) -> App:
+def app_from_interface(manifest: dict[str, Any]) -> AppDefinition:
     interface = manifest.get("interface", {})
-    app = App(manifest.get("name", "app"), title=manifest.get("title", ""))
+    app = AppDefinition(manifest.get("name", "app"), title=manifest.get("title", ""))
     sets: dict[str, SetDef] = {}
     identifiers = interface.get("identifiers", [])
     for item in identifiers:

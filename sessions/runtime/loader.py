@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 from .manifest import Manifest, ManifestError, read_author_manifest, validate_manifest
-from .sdk import App
+from .sdk import AppDefinition
 
 
-def load_app(folder: str | Path, manifest: Manifest | None = None) -> App:
-    """Import the app of ``folder`` by its entry point and return its :class:`App`."""
+def load_app(folder: str | Path, manifest: Manifest | None = None) -> AppDefinition:
+    """Import the app of ``folder`` by its entry point and return its :class:`AppDefinition` (``pro_sdk.App``)."""
     folder = Path(folder).resolve()
     if manifest is None:
         manifest = validate_manifest(read_author_manifest(folder), require_interface=False)
@@ -36,6 +36,6 @@ def load_app(folder: str | Path, manifest: Manifest | None = None) -> App:
     finally:
         sys.path.remove(str(folder))
     app = getattr(module, attribute, None)
-    if not isinstance(app, App):
+    if not isinstance(app, AppDefinition):
         raise ManifestError("bad_entry_point", f"{manifest.entry_point} is not an App of the SDK")
     return app

@@ -6,6 +6,8 @@ jobs on a server with a solver), and its *pages* (what the WebUI shows). Nothing
 Django: the same code runs in the data session, the solve process, the verification run and a
 modeler's own pytest.
 
+Apps import it as :mod:`pro_sdk`, where :class:`AppDefinition` has its public name ``App``:
+
     app = App("transport", title="Transport")
     plants = app.set("plants", default=["Seattle", "San Diego"])
     supply = app.parameter("supply", index=[plants], default=0.0, unit="cases")
@@ -271,8 +273,8 @@ class PageDef:
 # ---------------------------------------------------------------- the app
 
 
-class App:
-    """The declaration of one optimization app."""
+class AppDefinition:
+    """The declaration of one optimization app (``pro_sdk.App``), not the published app of the catalogue."""
 
     def __init__(self, name: str, title: str = "", description: str = ""):
         self.name = name
@@ -440,7 +442,7 @@ class Data:
     Assignments are checked against the declaration and raise :class:`DataError`.
     """
 
-    def __init__(self, app: App):
+    def __init__(self, app: AppDefinition):
         self.app = app
         self._values: dict[str, Any] = {}
         for identifier in app.identifiers.values():
