@@ -12,12 +12,11 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 
 from pro_portal.errors import ApplicationError, Forbidden
 
-from .api_keys import api_key_create, api_key_revoke, api_keys_of
-from .models import SecurityEvent
+from .api_keys import api_key_create, api_key_revoke
+from .selectors import api_keys_of, date_given, security_event_kinds, security_events_filtered
 
 PAGE_SIZE = 200
 
@@ -27,26 +26,11 @@ class _Echo:
         return value
 
 
-def _filtered(request: HttpRequest):
-    events = SecurityEvent.objects.all()
-    for field in ("kind", "actor", "outcome"):
-        if request.GET.get(field):
-            events = events.filter(**{field: request.GET[field]})
-    if request.GET.get("target"):
-        events = events.filter(target__icontains=request.GET["target"])
-    since, until = parse_date(request.GET.get("since") or ""), parse_date(request.GET.get("until") or "")
-    if since:
-        events = events.filter(at__date__gte=since)
-    if until:
-        events = events.filter(at__date__lte=until)
-    return events
-
-
 @login_required
 def security_events(request: HttpRequest) -> HttpResponse:
     if not request.user.is_superuser:
         raise Forbidden("Only admins see the security event log.")
-    events = _filtered(request)
+    events = security_events_filtered(request.GET)
     if request.GET.get("format") == "csv":
         writer = csv.writer(_Echo())
         rows = (
@@ -59,7 +43,7 @@ def security_events(request: HttpRequest) -> HttpResponse:
         return response
     context = {
         "events": events[:PAGE_SIZE],
-        "kinds": SecurityEvent.objects.order_by("kind").values_list("kind", flat=True).distinct(),
+        "kinds": security_event_kinds(),
         "query": request.GET.urlencode(),
         "filters": request.GET,
     }
@@ -80,9 +64,9 @@ def account(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Your password is changed; the API tickets and keys issued before are revoked.")
             return redirect("portal:account")
     elif action == "create-key":
-        expires = parse_date(request.POST.get("expires", "")) if request.POST.get("expires") else None
-        expires_at = timezone.make_aware(datetime.combine(expires, time.max)) if expires else None
         try:
+            expires = date_given(request.POST.get("expires", ""))
+            expires_at = timezone.make_aware(datetime.combine(expires, time.max)) if expires else None
             # Shown in this response only, never stored in a message or a cookie.
             created_key, _ = api_key_create(
                 user=request.user, name=request.POST.get("name", ""), expires_at=expires_at, request=request
