@@ -7,14 +7,13 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
 from apps.catalog.models import App, AppVersion
-from pro_portal.errors import ApplicationError, NotFound, TooLarge
+from pro_portal.errors import ApplicationError, TooLarge
 from sessions.runtime.case import CaseData, CaseFormatError, read_case
 
 from .case_check import CaseStreamCheck
@@ -99,36 +98,18 @@ def case_store_stream(
     return case
 
 
+def case_open(case: Case) -> File:
+    """The case file in storage, open for reading (the caller closes it)."""
+    return default_storage.open(case.storage_path, "rb")
+
+
 def case_read_bytes(case: Case) -> bytes:
-    with default_storage.open(case.storage_path, "rb") as handle:
+    with case_open(case) as handle:
         return handle.read()
 
 
 def case_load(case: Case) -> CaseData:
     return read_case(case_read_bytes(case))
-
-
-def case_get_for_user(user: AbstractUser, case_id) -> Case:
-    """A case its owner (or an admin) may see."""
-    cases = Case.objects.select_related("app")
-    if not user.is_superuser:
-        cases = cases.filter(owner=user)
-    try:
-        return cases.get(pk=case_id)
-    except (Case.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise NotFound(f"There is no case {case_id} you have access to.") from None
-
-
-def cases_for_user(user: AbstractUser, *, app_name: str | None = None, kind: str | None = None):
-    """A user's own cases (an admin's: everyone's), newest first."""
-    cases = Case.objects.select_related("app", "app_version", "owner")
-    if not user.is_superuser:
-        cases = cases.filter(owner=user)
-    if app_name:
-        cases = cases.filter(app__name=app_name)
-    if kind:
-        cases = cases.filter(kind=kind)
-    return cases
 
 
 def case_upload(*, user: AbstractUser, app_name: str, stream, name: str = "", kind: str = CaseKind.SAVED) -> Case:

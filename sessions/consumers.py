@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import data_sessions as service
+from . import selectors
 from .models import DataSession, SessionState
 
 logger = logging.getLogger("sessions.proxy")
@@ -49,12 +50,6 @@ def _address_refusal(address: str, user, session_id) -> str | None:
 
 
 @database_sync_to_async
-def _session_for(user, session_id) -> DataSession | None:
-    # Only the owner reaches a session process, admins included: its data is the owner's.
-    return DataSession.objects.filter(pk=session_id, owner=user).first()
-
-
-@database_sync_to_async
 def _reload(session: DataSession) -> DataSession:
     session.refresh_from_db()
     return session
@@ -87,7 +82,7 @@ class SessionProxyConsumer(AsyncWebsocketConsumer):
             logger.warning("Refused websocket to session %s: %s", session_id, refusal)
             await self.close(code=CLOSE_ADDRESS_NOT_ALLOWED)
             return
-        session = await _session_for(user, session_id)
+        session = await database_sync_to_async(selectors.session_owned)(user, session_id)
         if session is None:
             logger.warning(
                 "Refused websocket to session %s for %s: not theirs or unknown (%s)",

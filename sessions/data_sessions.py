@@ -1,7 +1,8 @@
-"""Data sessions: launching, finding, attaching to and stopping a user's live app processes.
+"""Data sessions: launching, attaching to and stopping a user's live app processes.
 
 The session manager of a node (:mod:`sessions.session_manager`) starts and stops the
 processes; these functions change the rows it acts on, each with a conditional update.
+Reads of sessions are in :mod:`sessions.selectors`.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.utils import timezone
 
 from apps.accounts.events import security_event
 from apps.catalog import selectors as catalog
-from pro_portal.errors import ApplicationError, Conflict, NotFound
+from apps.catalog.models import VerificationState
+from pro_portal.errors import ApplicationError, Conflict
 
 from .models import LIVE_SESSION_STATES, DataSession, SessionState
 
@@ -35,44 +36,10 @@ class TooManySessions(ApplicationError):
         self.retry_after = retry_after
 
 
-def sessions_for_user(user: AbstractUser) -> QuerySet[DataSession]:
-    found = DataSession.objects.select_related("owner", "app_version__app")
-    return found if user.is_superuser else found.filter(owner=user)
-
-
-def session_get_for_user(user: AbstractUser, session_id) -> DataSession:
-    """A session its owner (or an admin) may see; another user's id is simply not found."""
-    try:
-        return sessions_for_user(user).get(pk=session_id)
-    except (DataSession.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise NotFound(f"There is no session {session_id} you have access to.") from None
-
-
-def session_resumable(user: AbstractUser, app_name: str) -> DataSession | None:
-    """The user's live session of an app, if there is one, to offer instead of a new one."""
-    return (
-        DataSession.objects.filter(owner=user, app_version__app__name=app_name, state__in=LIVE_SESSION_STATES)
-        .select_related("app_version__app")
-        .first()
-    )
-
-
-def live_sessions_by_app(user: AbstractUser) -> dict[int, DataSession]:
-    """The user's live sessions, one per app (the newest), for the catalogue's Resume links."""
-    found: dict[int, DataSession] = {}
-    for session in (
-        DataSession.objects.filter(owner=user, state__in=LIVE_SESSION_STATES)
-        .select_related("app_version")
-        .order_by("created_at")
-    ):
-        found[session.app_version.app_id] = session
-    return found
-
-
 def session_launch(*, user: AbstractUser, app_name: str, version: str = "latest") -> DataSession:
     """Ask for a new data session of an app version the user may use."""
     found = catalog.version_resolve_for_user(user, app_name, version)
-    if found.verification_state != "verified":
+    if found.verification_state != VerificationState.VERIFIED:
         raise Conflict(f"Version {found.version} of {app_name!r} is not verified yet.", code="not_verified")
     with transaction.atomic():
         live = DataSession.objects.select_for_update().filter(owner=user, state__in=LIVE_SESSION_STATES)
@@ -148,7 +115,11 @@ def session_mark_ended(*, session: DataSession, state: str, error: str = "") -> 
 
 
 def sessions_mark_lost_on_node(*, node: str, reason: str) -> int:
-    """The live sessions of a node that is gone: lost, for their users to restart elsewhere."""
+    """The live sessions of a node whose processes are gone: lost, for their users to restart.
+
+    Used by the master for a dead node and by a node's own session manager for what its previous
+    run left live.
+    """
     count = DataSession.objects.filter(node=node, state__in=LIVE_SESSION_STATES).update(
         state=SessionState.LOST, stopped_at=timezone.now(), error_message=reason
     )
@@ -177,32 +148,3 @@ def session_attach(*, session: DataSession) -> None:
 
 def session_detach(*, session: DataSession) -> None:
     DataSession.objects.filter(pk=session.pk).update(connections=F("connections") - 1, last_active_at=timezone.now())
-
-
-def session_touch(*, session: DataSession) -> None:
-    DataSession.objects.filter(pk=session.pk).update(last_active_at=timezone.now())
-
-
-def sessions_idle(*, node: str) -> list[DataSession]:
-    """Running sessions of a node with no tab connected and no running job, past their idle timeout.
-
-    The timeout is the app version's ``session_idle_timeout`` (manifest) or ``PRO_SESSION_IDLE_SECONDS``.
-    """
-    from .models import Job, JobState
-
-    now = timezone.now()
-    candidates = DataSession.objects.filter(node=node, state=SessionState.RUNNING, connections__lte=0)
-    idle = []
-    for session in candidates.select_related("owner", "app_version"):
-        timeout = session.app_version.manifest.get("session_idle_timeout") or settings.PRO_SESSION_IDLE_SECONDS
-        if session.last_active_at > now - timedelta(seconds=timeout):
-            continue
-        busy = Job.objects.filter(
-            owner=session.owner,
-            app_version=session.app_version,
-            state__in=[JobState.QUEUED, JobState.RUNNING],
-            created_at__gte=session.created_at,
-        ).exists()
-        if not busy:
-            idle.append(session)
-    return idle

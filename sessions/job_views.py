@@ -6,13 +6,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from apps.catalog.selectors import apps_for_user
 from pro_portal.errors import ApplicationError, Forbidden, NotFound
 
-from . import jobs
+from . import jobs, params, selectors
 from .statistics import job_statistics
 
 
@@ -23,13 +21,13 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    return render(request, "portal/job_detail.html", {"job": jobs.job_get_for_user(request.user, job_id)})
+    return render(request, "portal/job_detail.html", {"job": selectors.job_get_for_user(request.user, job_id)})
 
 
 @login_required
 @require_POST
 def job_action(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = jobs.job_get_for_user(request.user, job_id)
+    job = selectors.job_get_for_user(request.user, job_id)
     try:
         if request.POST.get("action") == "interrupt":
             jobs.job_interrupt(user=request.user, job=job)
@@ -47,15 +45,7 @@ def job_action(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_submit(request: HttpRequest, name: str, version: str) -> HttpResponse:
     """Run a solve of a version on its initial data, from the version page."""
     try:
-        job = jobs.job_submit(
-            user=request.user,
-            app_name=name,
-            version=version,
-            procedure=request.POST.get("procedure", ""),
-            priority=_number(request.POST.get("priority"), int, 0),
-            time_limit=_number(request.POST.get("time_limit"), float, None),
-            not_before=parse_datetime(request.POST["start_at"]) if request.POST.get("start_at") else None,
-        )
+        job = jobs.job_submit(user=request.user, app_name=name, version=version, **params.job_form(request.POST))
     except (NotFound, Forbidden):
         raise  # a version one cannot see: the 404 page, not a hint on its page
     except (ApplicationError, ValueError) as exc:
@@ -65,25 +55,15 @@ def job_submit(request: HttpRequest, name: str, version: str) -> HttpResponse:
     return redirect("portal:job", job_id=job.pk)
 
 
-def _number(raw: str | None, kind, default):
-    if raw in (None, ""):
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ApplicationError(f"{raw!r} is not a number.") from None
-
-
 @login_required
 def job_statistics_page(request: HttpRequest) -> HttpResponse:
     if not request.user.is_superuser:
         raise Forbidden("Only admins see the statistics of the platform.")
-    days = int(_number(request.GET.get("days"), int, 30) or 30)
-    app = request.GET.get("app") or None
+    days, app = params.statistics_query(request.GET)
     context = {
-        "rows": job_statistics(days=max(1, min(days, 366)), app_name=app),
+        "rows": job_statistics(days=days, app_name=app),
         "days": days,
         "app": app,
-        "apps": apps_for_user(request.user).order_by("name").values_list("name", flat=True),
+        "apps": selectors.app_names_for_user(request.user),
     }
     return render(request, "portal/statistics.html", context)

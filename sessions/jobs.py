@@ -1,5 +1,8 @@
 """Solve jobs: submitting, claiming, following, stopping and finishing them.
 
+Reads of jobs are in :mod:`sessions.selectors`, but for a job's log: its format, written and
+read, is described and kept here.
+
 Every state change is a conditional update on the job row that names the state (and, for a
 running job, the attempt) it expects, so that a duplicate delivery, a late worker or a
 cancel racing a finish each change the row at most once.
@@ -18,33 +21,19 @@ from django.contrib.auth.models import AbstractUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import OperationalError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from apps.catalog import selectors as catalog
-from apps.catalog.models import AppVersion
-from pro_portal.errors import ApplicationError, Conflict, NotFound
+from apps.catalog.models import AppVersion, VerificationState
+from pro_portal.errors import ApplicationError, Conflict
 from sessions.runtime.case import case_from_data, case_to_bytes
 
-from .cases import case_get_for_user, case_store
+from .cases import case_store
 from .models import FINISHED_STATES, Case, CaseKind, Job, JobLogChunk, JobState
+from .selectors import case_get_for_user, jobs_running_on
 
 logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------- reads
-
-
-def jobs_for_user(user: AbstractUser) -> QuerySet[Job]:
-    jobs = Job.objects.select_related("owner", "app_version__app")
-    return jobs if user.is_superuser else jobs.filter(owner=user)
-
-
-def job_get_for_user(user: AbstractUser, job_id: Any) -> Job:
-    try:
-        return jobs_for_user(user).get(pk=int(job_id))
-    except (Job.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"There is no job {job_id} you have access to.") from None
 
 
 # ---------------------------------------------------------------- logs
@@ -242,7 +231,7 @@ def job_submit(
 ) -> Job:
     """Queue a solve of ``procedure`` of an app version the user may run; return the job."""
     found = catalog.version_resolve_for_user(user, app_name, version or "latest")
-    if found.verification_state != "verified":
+    if found.verification_state != VerificationState.VERIFIED:
         raise Conflict(f"Version {found.version} of {app_name!r} is not verified yet.", code="not_verified")
     procedures = {p["name"]: p for p in found.manifest.get("interface", {}).get("procedures", [])}
     if procedures.get(procedure, {}).get("kind") != "solve":
@@ -314,12 +303,6 @@ def job_renew_lease(*, job: Job) -> bool:
     """Extend the lease; False means the job is no longer this worker's (requeued, cancelled)."""
     expires = timezone.now() + timedelta(seconds=settings.PRO_JOB_LEASE_SECONDS)
     return _mine(job).update(lease_expires_at=expires) == 1
-
-
-def job_requests(*, job: Job) -> dict[str, Any]:
-    """What users asked of a running job since it started: interrupt and cancel times."""
-    row = Job.objects.filter(pk=job.pk).values("interrupt_requested_at", "cancel_requested_at", "state").first()
-    return row or {}
 
 
 def job_report_progress(*, job: Job, progress: dict[str, Any], points: list[dict[str, Any]] | None = None) -> None:
@@ -481,18 +464,24 @@ def job_release(*, job: Job, reason: str) -> str:
     return JobState.QUEUED
 
 
-def jobs_requeue_from_node(*, node: str, reason: str) -> dict[str, list[int]]:
-    """Requeue the running jobs of a node that is gone (or fail those on their last attempt).
+def _requeue_attempt(*, job: Job, reason: str) -> str:
+    """End an attempt its worker no longer runs: say so in the job's log, then release the job."""
+    job_append_log(job=job, offset=job.log_size, text=f"--- attempt {job.attempt}: {reason} ---\n")
+    return job_release(job=job, reason=reason)
 
-    Each job's log says what happened to the attempt; the node's late end of it, should it
-    come back, changes nothing (see ``job_finish``).
+
+def jobs_requeue_from_node(*, node: str, reason: str) -> dict[str, list[int]]:
+    """Requeue the running jobs of a node whose worker is gone (or fail those on their last attempt).
+
+    Used by the master for a dead node and by a node's own worker for what its previous run left
+    running. Each job's log says what happened to the attempt; the node's late end of it, should
+    it come back, changes nothing (see ``job_finish``).
     """
     outcome: dict[str, list[int]] = {JobState.QUEUED: [], JobState.FAILED: []}
-    for job in Job.objects.filter(state=JobState.RUNNING, node=node).select_related("app_version__app", "owner"):
+    for job in jobs_running_on(node=node):
         try:
             with transaction.atomic():  # one job apart from the others
-                job_append_log(job=job, offset=job.log_size, text=f"--- attempt {job.attempt}: {reason} ---\n")
-                outcome[job_release(job=job, reason=reason)].append(job.pk)
+                outcome[_requeue_attempt(job=job, reason=reason)].append(job.pk)
         except OperationalError as exc:
             # Its row is locked by a write its node began and has not finished (the node froze
             # mid-write): the next round tries again, the other jobs go on now.
@@ -503,20 +492,9 @@ def jobs_requeue_from_node(*, node: str, reason: str) -> dict[str, list[int]]:
     return outcome
 
 
-def jobs_with_expired_lease(*, now: datetime | None = None) -> list[Job]:
-    """Running jobs whose worker stopped renewing their lease a whole lease period ago."""
-    cutoff = (now or timezone.now()) - timedelta(seconds=settings.PRO_JOB_LEASE_SECONDS)
-    return list(
-        Job.objects.filter(state=JobState.RUNNING, lease_expires_at__lt=cutoff).select_related(
-            "app_version__app", "owner"
-        )
-    )
-
-
 def job_requeue_expired(*, job: Job) -> str:
-    reason = f"The worker on node {job.node} stopped renewing its lease on the job"
-    job_append_log(job=job, offset=job.log_size, text=f"--- attempt {job.attempt}: {reason} ---\n")
-    return job_release(job=job, reason=reason)
+    """Requeue a job whose worker stopped renewing its lease (or fail it on its last attempt)."""
+    return _requeue_attempt(job=job, reason=f"The worker on node {job.node} stopped renewing its lease on the job")
 
 
 # ---------------------------------------------------------------- stopping
@@ -573,7 +551,3 @@ def jobs_remove_expired(*, now: datetime | None = None) -> int:
     if count:
         logger.info("Removed %s jobs finished before %s", count, cutoff)
     return count
-
-
-def version_jobs_in_use(version: AppVersion) -> int:
-    return Job.objects.filter(app_version=version).filter(Q(state=JobState.QUEUED) | Q(state=JobState.RUNNING)).count()

@@ -29,7 +29,7 @@ from apps.catalog.keys import platform_private_key
 from sessions.runtime import package
 
 from . import data_sessions as service
-from . import launcher
+from . import launcher, selectors
 from .models import DataSession, SessionState
 from .network import NetworkGrant, grant_of
 from .relay import Relays, forward_to, relays, url_target
@@ -204,7 +204,7 @@ class SessionManager:
         """Stop what was closed, mark lost what died, close what is idle."""
         if not self.running:
             return
-        states = dict(DataSession.objects.filter(pk__in=list(self.running)).values_list("pk", "state"))
+        states = selectors.session_states(self.running)
         for session_id, running in list(self.running.items()):
             state = states.get(running.session.pk)
             if state != SessionState.RUNNING and state != SessionState.STARTING:
@@ -219,7 +219,7 @@ class SessionManager:
                 self.stop(session_id)
             else:
                 self._record_usage(running)
-        for session in service.sessions_idle(node=self.node):
+        for session in selectors.sessions_idle(node=self.node):
             service.session_mark_ended(session=session, state=SessionState.STOPPED, error="Closed after being idle.")
             self.stop(str(session.pk))
 
@@ -231,9 +231,9 @@ class SessionManager:
 
     def mark_orphans(self) -> int:
         """Sessions this node was running before it restarted are gone: mark them lost."""
-        return DataSession.objects.filter(
-            node=self.node, state__in=[SessionState.STARTING, SessionState.RUNNING]
-        ).update(state=SessionState.LOST, error_message="The node restarted; the session process is gone.")
+        return service.sessions_mark_lost_on_node(
+            node=self.node, reason="The node restarted; the session process is gone."
+        )
 
     def step(self) -> bool:
         if len(self.running) >= settings.PRO_MAX_SESSIONS:

@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from .models import Job
 
+MAX_DAYS = 366
+
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -18,8 +20,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def job_statistics(*, days: int = 30, app_name: str | None = None) -> list[dict[str, Any]]:
-    """Per app and day (of submission): jobs, and median and 95th percentile of queue and run time."""
-    since = timezone.now() - timedelta(days=days)
+    """Per app and day (of submission): jobs, and median and 95th percentile of queue and run time.
+
+    Over the last ``days``, kept within 1 and ``MAX_DAYS``.
+    """
+    since = timezone.now() - timedelta(days=max(1, min(days, MAX_DAYS)))
     rows = Job.objects.filter(created_at__gte=since, started_at__isnull=False)
     if app_name:
         rows = rows.filter(app_version__app__name=app_name)

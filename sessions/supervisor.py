@@ -26,6 +26,7 @@ import signal
 import subprocess
 import threading
 import time
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -37,8 +38,9 @@ from apps.storage import services as storage
 from pro_portal.errors import ApplicationError
 from sessions.runtime import package
 
-from . import jobs, launcher
+from . import jobs, launcher, selectors
 from .cases import case_read_bytes
+from .launcher import workfiles
 from .models import Job, JobState
 from .network import grant_of
 
@@ -49,6 +51,26 @@ FLUSH_EVERY = 0.5
 INTERRUPT_GRACE = 30.0
 LOG_BUFFER_BYTES = 4 * 1024 * 1024  # what the worker holds of a job's log between two flushes
 LOG_CHUNK_BYTES = 64 * 1024  # the longest line read at once; a longer one arrives in pieces
+OUTCOME_BYTES = 1024 * 1024  # what the solve process may say about its end
+
+
+class EndReason(StrEnum):
+    """Why the watch of a solve process ended: it exited, or this worker stopped it."""
+
+    EXITED = "exited"  # by itself: its exit code and outcome say how it went
+    LOST = "lost"  # the job is no longer this worker's (requeued or cancelled meanwhile)
+    SHUTDOWN = "shutdown"  # the node is shutting down: the job goes back to the queue
+    CANCELLED = "cancelled"
+    MEMORY = "memory"  # over the job's memory limit
+    PROCESSES = "processes"  # over the sandbox's limit of processes
+    TIME_LIMIT_KILL = "time_limit_kill"  # still running INTERRUPT_GRACE after its interrupt
+
+
+class StopReason(StrEnum):
+    """Why the solver was asked to stop and keep its best solution as the result."""
+
+    INTERRUPTED = "interrupted"  # a user asked
+    TIME_LIMIT = "time_limit"  # the job's time limit was reached
 
 
 class SolveSupervisor:
@@ -65,7 +87,7 @@ class SolveSupervisor:
         self.progress_dirty = False
         self.log_offset = job.log_size
         self.started = time.monotonic()
-        self.stop_reason: str | None = None
+        self.stop_reason: StopReason | None = None
         self.shutdown = threading.Event()
         self.readers: list[threading.Thread] = []
         self.buffered = self.dropped = 0
@@ -186,10 +208,8 @@ class SolveSupervisor:
         try:
             path = storage.normalize_path(str(message.get("path", "")))
             handle, _ = storage.storage_open(user=self.job.owner, path=path)
-            local = self.workdir / "files" / path
-            local.parent.mkdir(parents=True, exist_ok=True)
-            with handle, open(local, "wb") as sink:
-                shutil.copyfileobj(handle, sink, 1024 * 1024)
+            with handle:  # never through a link or FIFO the app left in its folder
+                workfiles.write_from(self.workdir, f"files/{path}", handle)
             answer = {"ok": True, "local": f"{launcher.work_path(self.workdir)}/files/{path}"}
         except ApplicationError as exc:
             answer = {"ok": False, "error": exc.message}
@@ -220,7 +240,7 @@ class SolveSupervisor:
             progress, points, self.progress_dirty = dict(self.progress), list(self.points), False
         jobs.job_report_progress(job=self.job, progress=progress, points=points)
 
-    def _watch(self) -> str:
+    def _watch(self) -> EndReason:
         """Watch the solve process until it ends; return why it ended if this worker ended it."""
         last_flush = last_lease = 0.0
         interrupted_at: float | None = None
@@ -233,115 +253,117 @@ class SolveSupervisor:
                 pass
             now = time.monotonic()
             if self.shutdown.is_set():
-                return self._stop("shutdown")
+                return self._stop(EndReason.SHUTDOWN)
             if now - last_lease >= lease_every:
                 last_lease = now
                 if not jobs.job_renew_lease(job=self.job):
-                    return self._stop("lost")
+                    return self._stop(EndReason.LOST)
             if now - last_flush < FLUSH_EVERY:
                 continue
             last_flush = now
             self._flush_log()
             self._flush_progress()
-            requests = jobs.job_requests(job=self.job)
+            requests = selectors.job_requests(job=self.job)
             if requests.get("cancel_requested_at"):
-                return self._stop("cancelled")
+                return self._stop(EndReason.CANCELLED)
             elapsed = now - self.started
             if interrupted_at is None and (requests.get("interrupt_requested_at") or elapsed >= self.job.time_limit):
                 interrupted_at = now
-                self.stop_reason = "interrupted" if requests.get("interrupt_requested_at") else "time_limit"
+                asked = bool(requests.get("interrupt_requested_at"))
+                self.stop_reason = StopReason.INTERRUPTED if asked else StopReason.TIME_LIMIT
                 self._log(
-                    f"--- {'interrupt requested' if self.stop_reason == 'interrupted' else f'time limit of {self.job.time_limit:g} s reached'}: stopping the solver, keeping its best solution ---"
+                    f"--- {'interrupt requested' if asked else f'time limit of {self.job.time_limit:g} s reached'}: stopping the solver, keeping its best solution ---"
                 )
                 self.process.signal_app(signal.SIGUSR1)
             if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE:
-                return self._stop("time_limit_kill")
+                return self._stop(EndReason.TIME_LIMIT_KILL)
             over = self._over_limit()
             if over:
                 return self._stop(over)
-        return "exited"
+        return EndReason.EXITED
 
-    def _over_limit(self) -> str | None:
-        """``processes`` or ``memory`` when the sandbox as a whole is over the job's limits."""
+    def _over_limit(self) -> EndReason | None:
+        """``PROCESSES`` or ``MEMORY`` when the sandbox as a whole is over the job's limits."""
         usage = self.process.usage()
         limit = settings.PRO_SANDBOX_MAX_PROCESSES
         if usage.processes >= limit or self.process.processes_exhausted():
             self._log(f"--- the solve tried to run more than {limit} processes at once: stopped ---")
-            return "processes"
+            return EndReason.PROCESSES
         if usage.memory_mb > self.job.memory_limit_mb:
             self._log(
                 f"--- the solve uses {usage.memory_mb:.0f} MB in {usage.processes} processes, over its memory limit of {self.job.memory_limit_mb} MB: stopped ---"
             )
-            return "memory"
+            return EndReason.MEMORY
         return None
 
-    def _stop(self, reason: str) -> str:
+    def _stop(self, reason: EndReason) -> EndReason:
         self.process.stop()
         return reason
 
     # ------------------------------------------------------------ the end
     def _outcome(self) -> dict[str, Any]:
         try:
-            return json.loads((self.workdir / "outcome.json").read_text())
+            return json.loads(workfiles.read_bytes(self.workdir, "outcome.json", OUTCOME_BYTES) or b"{}")
         except (OSError, ValueError):
             return {}
 
-    def _record(self, ended: str) -> None:
+    def _record(self, ended: EndReason) -> None:
         for reader in self.readers:  # the last lines of log and progress, written just before the end
             reader.join(timeout=2)
         self._flush_log()
         self._flush_progress()
         job = self.job
-        if ended == "lost":
+        if ended == EndReason.EXITED:
+            self._record_exit()
+        elif ended == EndReason.LOST:
             logger.warning(
                 "Job %s attempt %s is no longer ours; its solve was stopped and its end discarded", job.pk, job.attempt
             )
-            return
-        if ended == "shutdown":
+        elif ended == EndReason.SHUTDOWN:
             self._log("--- the node is shutting down: the job goes back to the queue ---")
             self._flush_log()
             jobs.job_release(job=job, reason="The node running the job shut down")
-            return
-        if ended == "cancelled":
-            jobs.job_finish(job=job, state=JobState.CANCELLED, error="Cancelled while running; the solve was stopped.")
-            return
-        if ended == "memory":
-            jobs.job_finish(
-                job=job,
-                state=JobState.FAILED,
-                error=f"The job exceeded its memory limit of {job.memory_limit_mb} MB and was stopped.",
-            )
-            return
-        if ended == "processes":
-            error = f"The job tried to run more than {settings.PRO_SANDBOX_MAX_PROCESSES} processes at once and was stopped."
-            jobs.job_finish(job=job, state=JobState.FAILED, error=error)
-            return
-        if ended == "time_limit_kill":
-            error = f"The job exceeded its time limit of {job.time_limit:g} s and did not stop within {INTERRUPT_GRACE:g} s of being interrupted."
-            jobs.job_finish(job=job, state=JobState.FAILED, error=error)
-            return
-        self._record_exit()
+        else:
+            jobs.job_finish(job=job, **self._stopped_end(ended))
+
+    def _stopped_end(self, ended: EndReason) -> dict[str, str]:
+        """The end state and message of a job this worker stopped: cancelled, or over one of its limits."""
+        job = self.job
+        if ended == EndReason.CANCELLED:
+            return {"state": JobState.CANCELLED, "error": "Cancelled while running; the solve was stopped."}
+        errors = {
+            EndReason.MEMORY: f"The job exceeded its memory limit of {job.memory_limit_mb} MB and was stopped.",
+            EndReason.PROCESSES: f"The job tried to run more than {settings.PRO_SANDBOX_MAX_PROCESSES} processes at once and was stopped.",
+            EndReason.TIME_LIMIT_KILL: f"The job exceeded its time limit of {job.time_limit:g} s and did not stop within {INTERRUPT_GRACE:g} s of being interrupted.",
+        }
+        return {"state": JobState.FAILED, "error": errors[ended]}
 
     def _record_exit(self) -> None:
         job, code, outcome = self.job, self.process.returncode, self._outcome()
-        result = self.workdir / "result.case"
-        if code == 0 and result.exists():
+        try:
+            result = workfiles.read_bytes(self.workdir, "result.case", settings.PRO_MAX_CASE_BYTES)
+        except OSError as exc:
+            jobs.job_finish(job=job, state=JobState.FAILED, error=f"The job's result cannot be used: {exc}")
+            return
+        if code == 0 and result is not None:
             status = outcome.get("status") or ""
             if self.stop_reason is None and outcome.get("interrupted"):
                 # The solve process stopped itself at its time limit, before this worker's tick.
-                self.stop_reason = "time_limit"
+                self.stop_reason = StopReason.TIME_LIMIT
                 self._log(
                     f"--- time limit of {job.time_limit:g} s reached: the solver stopped and kept its best solution ---"
                 )
                 self._flush_log()
-            if self.stop_reason == "time_limit":
+            if self.stop_reason == StopReason.TIME_LIMIT:
                 status = f"{status} (time limit of {job.time_limit:g} s reached)".strip()
-            elif self.stop_reason == "interrupted":
+            elif self.stop_reason == StopReason.INTERRUPTED:
                 status = f"{status} (interrupted)".strip()
-            jobs.job_finish(job=job, state=JobState.SUCCEEDED, solver_status=status, result_blob=result.read_bytes())
+            jobs.job_finish(job=job, state=JobState.SUCCEEDED, solver_status=status, result_blob=result)
             return
         if code == 3 or (code != 0 and self.process.memory_exhausted()):
-            error = f"The job ran out of memory (limit {job.memory_limit_mb} MB)."
+            error = (
+                f"The job ran out of memory: it reached its memory limit of {job.memory_limit_mb} MB and was stopped."
+            )
         elif code is not None and code < 0:
             error = outcome.get("error") or f"The solve process was killed by signal {signal.Signals(-code).name}."
         else:
@@ -358,14 +380,11 @@ class SolveWorker:
         self.running: dict[int, tuple[SolveSupervisor, threading.Thread]] = {}
 
     def reconcile(self) -> int:
-        """Requeue the jobs an earlier run of this node's worker left running (it died)."""
-        count = 0
-        for job in Job.objects.filter(state=JobState.RUNNING, node=self.node).select_related(
-            "app_version__app", "owner"
-        ):
-            jobs.job_release(job=job, reason=f"The worker on node {self.node} stopped while running the job")
-            count += 1
-        return count
+        """Requeue the jobs an earlier run of this node's worker left running (it died); return how many."""
+        outcome = jobs.jobs_requeue_from_node(
+            node=self.node, reason=f"The worker on node {self.node} stopped while running the job"
+        )
+        return sum(len(ids) for ids in outcome.values())
 
     def reap(self) -> None:
         for job_id, (_, thread) in list(self.running.items()):

@@ -12,6 +12,7 @@ from apps.catalog import selectors as catalog
 from pro_portal.errors import ApplicationError
 
 from . import data_sessions as service
+from . import selectors
 
 
 @login_required
@@ -25,13 +26,13 @@ def launch(request: HttpRequest, name: str, version: str) -> HttpResponse:
             messages.error(request, exc.message)
             return redirect("portal:sessions")
         return redirect("portal:session", session_id=session.pk)
-    resumable = None if request.GET.get("new") else service.session_resumable(request.user, name)
+    resumable = None if request.GET.get("new") else selectors.session_resumable(request.user, name)
     return render(request, "portal/open.html", {"app": found.app, "version": found, "resumable": resumable})
 
 
 @login_required
 def session_page(request: HttpRequest, session_id: str) -> HttpResponse:
-    session = service.session_get_for_user(request.user, session_id)
+    session = selectors.session_get_for_user(request.user, session_id)
     if session.owner_id != request.user.pk:
         messages.error(request, "Only its owner can open a session; you can stop it from this list.")
         return redirect("portal:sessions")
@@ -40,14 +41,14 @@ def session_page(request: HttpRequest, session_id: str) -> HttpResponse:
 
 @login_required
 def session_list(request: HttpRequest) -> HttpResponse:
-    sessions = service.sessions_for_user(request.user)[:200]
+    sessions = selectors.sessions_for_user(request.user)[:200]
     return render(request, "portal/sessions.html", {"sessions": sessions, "show_owner": request.user.is_superuser})
 
 
 @login_required
 @require_POST
 def session_action(request: HttpRequest, session_id: str) -> HttpResponse:
-    session = service.session_get_for_user(request.user, session_id)
+    session = selectors.session_get_for_user(request.user, session_id)
     try:
         if request.POST.get("action") == "restart":
             new = service.session_restart(user=request.user, session=session)

@@ -14,6 +14,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from .api_errors import parse_error
+
 TIMEOUT = 30
 
 
@@ -37,20 +39,24 @@ class _UnixHTTPSConnection(http.client.HTTPSConnection):
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         raw.settimeout(self.timeout)
         raw.connect(self.socket_path)
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 def _unix_opener(path: str) -> urllib.request.OpenerDirector:
     """A urllib opener whose HTTP and HTTPS connections go through the Unix socket at ``path``."""
-    plain = type("Plain", (_UnixHTTPConnection,), {"socket_path": path})
-    secure = type("Secure", (_UnixHTTPSConnection,), {"socket_path": path})
+
+    class Plain(_UnixHTTPConnection):
+        socket_path = path
+
+    class Secure(_UnixHTTPSConnection):
+        socket_path = path
 
     class Handler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
         def http_open(self, req):
-            return self.do_open(plain, req)
+            return self.do_open(Plain, req)
 
         def https_open(self, req):
-            return self.do_open(secure, req)
+            return self.do_open(Secure, req)
 
     return urllib.request.build_opener(Handler)
 
@@ -80,11 +86,8 @@ class ApiClient:
             with self.open(request, timeout=TIMEOUT) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read())["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = f"HTTP {exc.code}"
-            raise ApiError(message) from None
+            error = parse_error(exc.read())
+            raise ApiError(error.message if error and error.message else f"HTTP {exc.code}") from None
         except OSError as exc:
             raise ApiError(f"the platform cannot be reached: {exc}") from None
 

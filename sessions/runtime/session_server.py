@@ -18,7 +18,7 @@ Once listening it prints ``LISTENING <port>`` on stdout.
 
 Frames are JSON. From the browser: ``{"op": ..., "re": n, ...}``; to it: ``state``,
 ``values``, ``error`` (with ``re``, identifier and key), ``ok``, ``job``, ``log``, ``status``,
-``cases``, ``comparison``. See :class:`DataSession` for the operations.
+``cases``, ``comparison``. See :class:`LiveSession` for the operations.
 """
 
 from __future__ import annotations
@@ -42,10 +42,15 @@ from .manifest import validate_manifest
 from .sdk import DataError, OutputDef, ParameterDef, SetDef
 
 JOB_POLL_SECONDS = 0.5
+JOB_SUCCEEDED = "succeeded"
+JOB_ENDED_STATES = (JOB_SUCCEEDED, "failed", "cancelled")  # the API's final states of a job
 
 
-class DataSession:
-    """The app's data and the operations the WebUI can ask for."""
+class LiveSession:
+    """The live side of a data session: the app's data in memory and the operations the WebUI can ask for.
+
+    (The platform's record of the session is the ``sessions.models.DataSession`` row.)
+    """
 
     def __init__(self, app_dir: Path, order: dict[str, Any]):
         manifest = validate_manifest(json.loads((app_dir / "manifest.json").read_text()))
@@ -240,10 +245,10 @@ class DataSession:
             if summary != self.jobs.get(job_id):
                 self.jobs[job_id] = summary
                 await self.broadcast({"type": "job", "job": summary})
-            if job["state"] in ("succeeded", "failed", "cancelled") and log.get("finished", True):
+            if job["state"] in JOB_ENDED_STATES and log.get("finished", True):
                 break
             await asyncio.sleep(JOB_POLL_SECONDS)
-        if job["state"] == "succeeded" and job.get("result_case"):
+        if job["state"] == JOB_SUCCEEDED and job.get("result_case"):
             blob = await asyncio.to_thread(self.api.get_bytes, f"jobs/{job_id}/result")
             outputs = {n for n, d in self.app.identifiers.items() if isinstance(d, OutputDef)}
             apply_case(self.data, read_case(blob), only=outputs)
@@ -312,7 +317,7 @@ def compare(left: dict[str, Any], right: dict[str, Any]) -> list[dict[str, Any]]
 
 
 async def serve(
-    session: DataSession, secret: str, port: int = 0, host: str = "127.0.0.1", sock: socket.socket | None = None
+    session: LiveSession, secret: str, port: int = 0, host: str = "127.0.0.1", sock: socket.socket | None = None
 ) -> None:
     from websockets.asyncio.server import serve as ws_serve
     from websockets.datastructures import Headers
@@ -377,7 +382,7 @@ def main() -> int:
         print("no launch order", file=sys.stderr)
         return 2
     try:
-        session = DataSession(Path(order["app_dir"]), order)
+        session = LiveSession(Path(order["app_dir"]), order)
     except Exception as exc:
         print(f"START FAILED {type(exc).__name__}: {exc}", flush=True)
         return 1

@@ -1,0 +1,218 @@
+"""What the API of jobs, cases and data sessions takes (bodies, query parameters) and gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+from rest_framework.request import Request
+
+from .jobs import LOG_PAGE_BYTES
+from .models import Case, CaseKind, DataSession, Job, JobState
+
+
+def valid_query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The query parameters, checked like a body (DRF's text fields refuse NUL, which PostgreSQL cannot hold)."""
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data
+
+
+def wants_json(request: Request) -> bool:
+    """``?format=json``: a case as its identifiers in JSON instead of the case file."""
+    return request.query_params.get("format") == "json"
+
+
+class LenientLimit(serializers.Field):
+    """A count of rows to answer: kept within ``[1, highest]``; what is not a whole number is the default."""
+
+    def __init__(self, *, highest: int, **kwargs: Any):
+        self.highest = highest
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        try:
+            return min(self.highest, max(1, int(data)))
+        except (TypeError, ValueError):
+            return self.default
+
+    def to_representation(self, value: int) -> int:
+        return value
+
+
+class Flag(serializers.Field):
+    """True when given with any value but the empty one."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        return bool(data)
+
+    def to_representation(self, value: bool) -> bool:
+        return value
+
+
+# ---------------------------------------------------------------- jobs
+
+
+class JobIn(serializers.Serializer):
+    app = serializers.SlugField(max_length=64)
+    version = serializers.CharField(max_length=64, required=False, help_text="Default: the version tagged latest.")
+    procedure = serializers.CharField(max_length=100)
+    input = serializers.DictField(
+        required=False, help_text="Identifier values; identifiers not given keep their defaults."
+    )
+    input_case = serializers.UUIDField(required=False)
+    priority = serializers.IntegerField(default=0, min_value=-100, max_value=100)
+    time_limit = serializers.FloatField(required=False, min_value=0.1, max_value=7 * 24 * 3600)
+    memory_limit_mb = serializers.IntegerField(required=False, min_value=64, max_value=1024 * 1024)
+    start_at = serializers.DateTimeField(required=False, help_text="Do not start before this time.")
+
+
+class JobOut(serializers.ModelSerializer):
+    app = serializers.CharField(source="app_version.app.name")
+    version = serializers.CharField(source="app_version.version")
+    owner = serializers.CharField(source="owner.username")
+    input_case = serializers.UUIDField(source="input_case_id", allow_null=True)
+    result_case = serializers.UUIDField(source="result_case_id", allow_null=True)
+    queue_seconds = serializers.SerializerMethodField()
+    run_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "app",
+            "version",
+            "owner",
+            "procedure",
+            "state",
+            "priority",
+            "attempt",
+            "max_attempts",
+            "node",
+            "created_at",
+            "not_before",
+            "started_at",
+            "finished_at",
+            "queue_seconds",
+            "run_seconds",
+            "time_limit",
+            "memory_limit_mb",
+            "progress",
+            "progress_points",
+            "solver_status",
+            "error_message",
+            "interrupt_requested_at",
+            "cancel_requested_at",
+            "input_case",
+            "result_case",
+        ]
+
+    def get_queue_seconds(self, job: Job) -> float | None:
+        return round((job.started_at - job.created_at).total_seconds(), 3) if job.started_at else None
+
+    def get_run_seconds(self, job: Job) -> float | None:
+        if not job.started_at or not job.finished_at:
+            return None
+        return round((job.finished_at - job.started_at).total_seconds(), 3)
+
+
+class JobQuery(serializers.Serializer):
+    state = serializers.ChoiceField(choices=JobState.choices, required=False, allow_blank=True)
+    app = serializers.CharField(required=False, allow_blank=True)
+    limit = LenientLimit(highest=1000, default=100, required=False)
+
+
+class JobLogOut(serializers.Serializer):
+    text = serializers.CharField(
+        help_text="The log from the offset asked for, whole characters; where bytes were dropped (the log is "
+        "capped at PRO_JOB_LOG_MAX_BYTES), one line saying how many stands for them."
+    )
+    offset = serializers.IntegerField(
+        help_text="Ask for the log from here for the next page, or to follow it; it never goes backwards."
+    )
+    size = serializers.IntegerField(help_text="Where the log ends as far as it is written (dropped bytes included).")
+    dropped = serializers.IntegerField(help_text="Bytes dropped from the middle of the log so far.")
+    finished = serializers.BooleanField(help_text="The job has ended and this page reaches the end of its log.")
+
+
+class JobLogQuery(serializers.Serializer):
+    offset = serializers.IntegerField(
+        default=0, min_value=0, max_value=2**62, help_text="Byte offset in the log to read from (default 0)."
+    )
+    limit = serializers.IntegerField(
+        default=LOG_PAGE_BYTES,
+        min_value=1,
+        max_value=LOG_PAGE_BYTES,
+        help_text=f"At most this many bytes of log (default and most {LOG_PAGE_BYTES}).",
+    )
+
+
+# ---------------------------------------------------------------- cases
+
+
+class CaseOut(serializers.ModelSerializer):
+    app = serializers.CharField(source="app.name")
+    version = serializers.CharField(source="app_version.version", default=None, allow_null=True)
+    owner = serializers.CharField(source="owner.username")
+
+    class Meta:
+        model = Case
+        fields = ["id", "name", "kind", "app", "version", "owner", "size", "created_at"]
+
+
+class CaseQuery(serializers.Serializer):
+    app = serializers.CharField(required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=CaseKind.choices, required=False, allow_blank=True)
+
+
+class CaseUploadQuery(serializers.Serializer):
+    app = serializers.CharField()
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+    kind = serializers.ChoiceField(choices=[CaseKind.SAVED, CaseKind.INPUT], default=CaseKind.SAVED)
+
+
+# ---------------------------------------------------------------- data sessions
+
+
+class SessionIn(serializers.Serializer):
+    app = serializers.SlugField(max_length=64)
+    version = serializers.CharField(max_length=64, required=False, default="latest")
+
+
+class SessionQuery(serializers.Serializer):
+    live = Flag(required=False, default=False)
+
+
+class SessionOut(serializers.ModelSerializer):
+    app = serializers.CharField(source="app_version.app.name")
+    version = serializers.CharField(source="app_version.version")
+    owner = serializers.CharField(source="owner.username")
+    url = serializers.SerializerMethodField()
+    websocket = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DataSession
+        fields = [
+            "id",
+            "app",
+            "version",
+            "owner",
+            "state",
+            "node",
+            "connections",
+            "created_at",
+            "started_at",
+            "last_active_at",
+            "stopped_at",
+            "error_message",
+            "memory_mb",
+            "cpu_seconds",
+            "url",
+            "websocket",
+        ]
+
+    def get_url(self, session: DataSession) -> str:
+        return f"/sessions/{session.pk}/"
+
+    def get_websocket(self, session: DataSession) -> str:
+        return f"/ws/sessions/{session.pk}/"
