@@ -1,10 +1,15 @@
 # Two commands: `make run` starts the platform on its embedded defaults; `make test` runs the suite.
+# Also: `make lint` (ruff, import contracts, mypy), `make test-fast` (the suite without real
+# platform processes, browsers, clusters or app processes: under a minute), `make format`.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup sandbox-tool lint format bench clean
+.PHONY: run test test-fast setup sandbox-tool lint format bench clean
+
+# What `make test-fast` leaves out (markers in pyproject.toml; tests/conftest.py adds them by fixture too).
+FAST := not live and not browser and not cluster and not slow
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,16 +40,23 @@ run: setup
 	$(PY) manage.py pro_bootstrap
 	exec $(PY) manage.py run_platform
 
-test: setup
+# Two workers (pytest-xdist), each with a data folder of its own (tests/conftest.py); a test
+# module stays on one worker (--dist loadfile). Plain `.venv/bin/pytest` runs the same tests serially.
+XDIST := -n 2 --dist loadfile
+
+test: lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(XDIST)
+
+test-fast: setup
+	$(VENV)/bin/pytest -m "$(FAST)" $(XDIST)
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: setup
 	$(VENV)/bin/ruff format .

@@ -24,6 +24,9 @@ from typing import Any
 
 import requests
 
+from sessions.runtime.api_errors import parse_error
+from sessions.runtime.version import __version__
+
 CHUNK = 1024 * 1024
 TIMEOUT = (10, 600)
 RENEW_WITHIN = timedelta(minutes=5)  # a remembered ticket this close to its expiry is renewed first
@@ -65,11 +68,10 @@ def save_config(config: dict[str, Any]) -> None:
 
 
 def _error_message(response: requests.Response) -> str:
-    try:
-        error = response.json().get("error", {})
-        return f"{error.get('message') or response.reason} ({error.get('code', response.status_code)})"
-    except ValueError:
+    error = parse_error(response.content)
+    if error is None:
         return f"HTTP {response.status_code} {response.reason}"
+    return f"{error.message or response.reason} ({error.code or response.status_code})"
 
 
 class Client:
@@ -113,7 +115,7 @@ class Client:
         self.config["ticket"] = issue_ticket(self.url, username, password)["ticket"]
 
     def request(
-        self, method: str, path: str, *, auth: bool = True, ok: tuple[int, ...] = (200, 201, 204), **kwargs
+        self, method: str, path: str, *, auth: bool = True, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any
     ) -> requests.Response:
         url = f"{self.url}/api/v1/{path.lstrip('/')}"
         for attempt in (1, 2):
@@ -130,7 +132,7 @@ class Client:
             raise CliError(_error_message(response))
         return response
 
-    def json(self, method: str, path: str, **kwargs) -> Any:
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
         return response.json() if response.content else None
 
@@ -157,7 +159,7 @@ def print_table(rows: list[list[Any]], header: list[str]) -> None:
 # ---------------------------------------------------------------- commands
 
 
-def cmd_login(args) -> None:
+def cmd_login(args: argparse.Namespace) -> None:
     config = load_config()
     url = (args.url or config.get("url") or "").rstrip("/")
     if not url:
@@ -169,7 +171,7 @@ def cmd_login(args) -> None:
     print(f"Logged in to {url} as {username} until {ticket['expires_at']}.")
 
 
-def cmd_logout(args) -> None:
+def cmd_logout(args: argparse.Namespace) -> None:
     config = load_config()
     if config.get("url") and config.get("ticket", "").startswith("pro_t_"):
         # Revoke it on the server too; a ticket that already ended is just forgotten.
@@ -187,7 +189,7 @@ def cmd_logout(args) -> None:
     print("Logged out.")
 
 
-def cmd_key_create(args) -> None:
+def cmd_key_create(args: argparse.Namespace) -> None:
     body: dict[str, Any] = {"name": args.name}
     if args.expires:
         body["expires_at"] = args.expires
@@ -197,7 +199,7 @@ def cmd_key_create(args) -> None:
     print(f"API key {key['id']} ({key['name']}), {expiry}. It is shown this once: keep it now.", file=sys.stderr)
 
 
-def cmd_key_list(args) -> None:
+def cmd_key_list(args: argparse.Namespace) -> None:
     keys = Client(load_config()).json("GET", "auth/keys")
     rows = [
         [k["id"], k["name"], k["prefix"] + "…", k["created_at"][:16], (k["expires_at"] or "never")[:16], _key_state(k)]
@@ -212,12 +214,12 @@ def _key_state(key: dict[str, Any]) -> str:
     return "active" if key["active"] else "expired"
 
 
-def cmd_key_revoke(args) -> None:
+def cmd_key_revoke(args: argparse.Namespace) -> None:
     Client(load_config()).request("DELETE", f"auth/keys/{args.id}")
     print(f"API key {args.id} revoked.")
 
 
-def cmd_app_pack(args) -> None:
+def cmd_app_pack(args: argparse.Namespace) -> None:
     from sessions.runtime import package
 
     if args.key:
@@ -237,7 +239,7 @@ def cmd_app_pack(args) -> None:
     print(f"Packed {manifest.name} {manifest.version} into {output} ({len(blob)} bytes).")
 
 
-def cmd_app_publish(args) -> None:
+def cmd_app_publish(args: argparse.Namespace) -> None:
     client = Client(load_config())
     with open(args.package, "rb") as handle:
         app = client.json(
@@ -249,13 +251,13 @@ def cmd_app_publish(args) -> None:
     print(f"Published {app['name']}; latest is {app['latest_version']}.")
 
 
-def cmd_app_list(args) -> None:
+def cmd_app_list(args: argparse.Namespace) -> None:
     apps = Client(load_config()).json("GET", "apps")
     rows = [[a["name"], a["latest_version"], len(a["versions"]), a["category"], a["access"], a["title"]] for a in apps]
     print_table(rows, ["NAME", "LATEST", "VERSIONS", "CATEGORY", "ACCESS", "TITLE"])
 
 
-def cmd_app_show(args) -> None:
+def cmd_app_show(args: argparse.Namespace) -> None:
     app = Client(load_config()).json("GET", f"apps/{args.name}")
     print(
         f"{app['title']} ({app['name']}), category {app['category']}, owner {app['owner']}, your access: {app['access']}"
@@ -273,7 +275,7 @@ def cmd_app_show(args) -> None:
     print_table(rows, ["VERSION", "TAG", "HIDDEN", "RUNTIME", "PUBLISHED"])
 
 
-def cmd_app_version(args) -> None:
+def cmd_app_version(args: argparse.Namespace) -> None:
     client = Client(load_config())
     path = f"apps/{args.name}/versions/{args.version}"
     if args.action == "delete":
@@ -285,12 +287,12 @@ def cmd_app_version(args) -> None:
     print(f"{args.name} {args.version}: {args.action} done.")
 
 
-def cmd_app_delete(args) -> None:
+def cmd_app_delete(args: argparse.Namespace) -> None:
     Client(load_config()).request("DELETE", f"apps/{args.name}")
     print(f"Deleted app {args.name}.")
 
 
-def cmd_app_grant(args) -> None:
+def cmd_app_grant(args: argparse.Namespace) -> None:
     grant = Client(load_config()).json(
         "POST",
         f"apps/{args.name}/grants",
@@ -299,7 +301,7 @@ def cmd_app_grant(args) -> None:
     print(f"Granted {grant['username'] or 'group ' + grant['group']} {grant['level']} access to {args.name}.")
 
 
-def cmd_storage_ls(args) -> None:
+def cmd_storage_ls(args: argparse.Namespace) -> None:
     path = args.path.strip("/")
     listing = Client(load_config()).json("GET", f"storage/{path}/" if path else "storage/")
     rows = [
@@ -309,7 +311,7 @@ def cmd_storage_ls(args) -> None:
     print_table(rows, ["NAME", "SIZE", "MODIFIED"])
 
 
-def cmd_storage_put(args) -> None:
+def cmd_storage_put(args: argparse.Namespace) -> None:
     local = Path(args.local)
     if not local.is_file():
         raise CliError(f"{local} is not a file")
@@ -321,7 +323,7 @@ def cmd_storage_put(args) -> None:
     print(f"Stored {entry['path']} ({entry['size']} bytes).")
 
 
-def cmd_storage_get(args) -> None:
+def cmd_storage_get(args: argparse.Namespace) -> None:
     response = Client(load_config()).request("GET", f"storage/{args.remote}", stream=True)
     local = Path(args.local or args.remote.rsplit("/", 1)[-1])
     if local.is_dir():
@@ -334,7 +336,7 @@ def cmd_storage_get(args) -> None:
     print(f"Saved {local} ({local.stat().st_size} bytes).")
 
 
-def cmd_storage_rm(args) -> None:
+def cmd_storage_rm(args: argparse.Namespace) -> None:
     Client(load_config()).request("DELETE", f"storage/{args.remote}")
     print(f"Deleted {args.remote}.")
 
@@ -342,7 +344,7 @@ def cmd_storage_rm(args) -> None:
 # ---------------------------------------------------------------- jobs
 
 
-def _input_values(args) -> dict[str, Any] | None:
+def _input_values(args: argparse.Namespace) -> dict[str, Any] | None:
     values: dict[str, Any] = {}
     if args.input:
         try:
@@ -369,7 +371,7 @@ def _job_line(job: dict[str, Any]) -> str:
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
-def cmd_job_submit(args) -> None:
+def cmd_job_submit(args: argparse.Namespace) -> None:
     client = Client(load_config())
     body: dict[str, Any] = {"app": args.app, "procedure": args.procedure, "priority": args.priority}
     for key, value in (
@@ -411,7 +413,7 @@ def _follow_log(client: Client, job_id: int, echo: bool = True) -> None:
         time.sleep(0.5)
 
 
-def cmd_job_list(args) -> None:
+def cmd_job_list(args: argparse.Namespace) -> None:
     params = {"state": args.state} if args.state else {}
     found = Client(load_config()).json("GET", "jobs", params=params)
     rows = [
@@ -421,7 +423,7 @@ def cmd_job_list(args) -> None:
     print_table(rows, ["ID", "STATE", "APP", "VERSION", "PROCEDURE", "PRIORITY", "ATTEMPT", "CREATED"])
 
 
-def cmd_job_status(args) -> None:
+def cmd_job_status(args: argparse.Namespace) -> None:
     job = Client(load_config()).json("GET", f"jobs/{args.id}")
     if args.json:
         print(json.dumps(job, indent=2))
@@ -429,7 +431,7 @@ def cmd_job_status(args) -> None:
         print(_job_line(job))
 
 
-def cmd_job_log(args) -> None:
+def cmd_job_log(args: argparse.Namespace) -> None:
     client = Client(load_config())
     if args.follow:
         _follow_log(client, args.id)
@@ -443,12 +445,12 @@ def cmd_job_log(args) -> None:
         offset = part["offset"]
 
 
-def cmd_job_stop(args) -> None:
+def cmd_job_stop(args: argparse.Namespace) -> None:
     job = Client(load_config()).json("POST", f"jobs/{args.id}/{args.action}")
     print(_job_line(job))
 
 
-def cmd_job_result(args) -> None:
+def cmd_job_result(args: argparse.Namespace) -> None:
     client = Client(load_config())
     if args.json:
         print(
@@ -468,6 +470,7 @@ def cmd_job_result(args) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pro", description="Command-line client of the optimization platform.")
+    parser.add_argument("--version", action="version", version=f"pro {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     login = commands.add_parser("login", help="get a ticket and remember the server")

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.live import ROOT, database_url, free_port, healthy, wait_until
+from tests.helpers import ROOT, wait_until
+from tests.live import free_port, healthy, platform_env, start_group
 
 HEARTBEAT = 1.0
 TIMINGS = settings.DATA_DIR / "test-artifacts" / "failover-timings.jsonl"
@@ -114,13 +115,7 @@ class Cluster:
 
     def start(self, name: str, roles: tuple[str, ...] = ("solves",), **env: str) -> ClusterNode:
         port = free_port()
-        environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "pro_portal.test_settings",
-            "PRO_DATA_DIR": str(settings.DATA_DIR),
-            "PRO_STORAGE_URL": self.storage_folder.as_uri(),
-            "DATABASE_URL": database_url(),
-            "PRO_HTTP_PORT": str(port),
+        node_env = {
             "PRO_INTERNAL_API_URL": f"http://127.0.0.1:{port}",
             "PRO_NODE_NAME": name,
             "PRO_NODE_ROLES": ",".join(roles) or "none",
@@ -128,19 +123,11 @@ class Cluster:
             "PRO_WORKERS": "1",
             "PRO_SESSION_POOL": "1",
             "PYTHONUNBUFFERED": "1",
-            **self.extra_env,
-            **env,
         }
+        environment = platform_env(port, self.storage_folder.as_uri(), **{**node_env, **self.extra_env, **env})
         log_path = self.tmp_path / f"node-{name}.log"
-        with open(log_path, "wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, str(ROOT / "manage.py"), "run_platform"],
-                cwd=ROOT,
-                env=environment,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        log_path.unlink(missing_ok=True)
+        process = start_group([sys.executable, str(ROOT / "manage.py"), "run_platform"], environment, log_path)
         node = ClusterNode(name=name, roles=roles, port=port, process=process, log_path=log_path)
         self.nodes.append(node)
         return node

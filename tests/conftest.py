@@ -1,17 +1,26 @@
-"""Shared fixtures: personas, an app folder factory, packages, storage in a temporary folder."""
+"""Shared fixtures: personas, an app folder factory, packages, storage in a temporary folder, published
+sample apps, a solve worker and a session manager in threads, real platform processes.
+
+Plain helpers (``publish_as``, ``api_as``, ``wait_until`` ...) are in ``tests/helpers.py``; the real
+processes in ``tests/live.py`` and ``tests/cluster.py``. Test modules import from those, never from
+conftest nor from one another.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from rest_framework.test import APIClient
 
 from sessions.runtime import package
+from tests.cluster import cluster  # noqa: F401 - fixture: nodes as separate process groups
+from tests.helpers import EXAMPLES, LAB, RunningWorker, api_as, password, publish_as, publish_folder
+from tests.live import live_node, platform_server  # noqa: F401 - fixtures: real platform processes
 
 MINIMAL_MODEL = """
 from pro_sdk import App, Button, Field, Table
@@ -100,7 +109,7 @@ def runtime(db):
 def _user(username: str, role: str):
     from apps.accounts.services import user_create
 
-    return user_create(username=username, password=f"{username}-Secret-pw-1", role=role)
+    return user_create(username=username, password=password(username), role=role)
 
 
 @pytest.fixture
@@ -132,31 +141,9 @@ def dave(db):
     return _user("dave", "user")
 
 
-def api_as(user) -> APIClient:
-    from apps.accounts.services import ticket_issue_for_user
-
-    client = APIClient()
-    if user is not None:
-        raw, _ = ticket_issue_for_user(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return client
-
-
 @pytest.fixture
 def api():
     return api_as
-
-
-def publish_as(user, blob: bytes, verify: bool = True, **query):
-    """Publish a package and, unless told not to, run its verification now (a real subprocess)."""
-    from apps.catalog.services import app_publish
-    from apps.catalog.verification import version_verify
-
-    version = app_publish(user=user, blob=blob, **query)
-    if verify:
-        version_verify(version_id=version.pk)
-        version.refresh_from_db()
-    return version
 
 
 @pytest.fixture
@@ -165,36 +152,90 @@ def published(runtime, alice, pack):
     return publish_as(alice, pack())
 
 
-def verify_pending() -> None:
-    """Run the verification of every version waiting for it, as the task queue would."""
-    from apps.catalog.models import AppVersion
-    from apps.catalog.verification import version_verify
-
-    for version_id in AppVersion.objects.filter(verification_state="pending").values_list("pk", flat=True):
-        version_verify(version_id=version_id)
+@pytest.fixture
+def lab(alice, runtime, platform_public_key):
+    """alice's ``lab`` app (tests/apps/lab: quick, slow, crashing, greedy and stubborn solves), verified."""
+    return publish_folder(alice, LAB, platform_public_key)
 
 
-from tests.cluster import cluster  # noqa: E402, F401 - nodes as separate process groups
-from tests.live import free_port, platform_server  # noqa: E402,F401
-from tests.livenode import live_node  # noqa: E402, F401 - a fixture for the tests that need real processes
+@pytest.fixture
+def transport(alice, carol, runtime, platform_public_key):
+    """The sample app ``transport``, published by alice and granted to carol."""
+    version = publish_folder(alice, EXAMPLES / "transport", platform_public_key)
+    version.app.grants.create(user=carol, level="viewer")
+    return version
 
 
-def _started_by_tests(pid: str) -> bool:
-    """Whether a process works in a folder of the tests (not a platform someone runs beside them)."""
-    import tempfile
+@pytest.fixture
+def worker():
+    """A solve worker (node ``test-node``, two solves at a time) in a thread of the test process."""
+    with RunningWorker(capacity=2) as running:
+        yield running
 
+
+@pytest.fixture
+def manager(settings):
+    """A session manager (node ``proxy-node``, a pool of one) in a thread of the test process."""
+    from sessions.session_manager import SessionManager
+
+    settings.PRO_SESSION_POOL = 1
+    running = SessionManager("proxy-node", pool_size=1)
+    stopping = threading.Event()
+    thread = threading.Thread(target=running.run, args=(stopping,), daemon=True)
+    thread.start()
+    yield running
+    stopping.set()
+    thread.join(timeout=30)
+
+
+# Tests that start real platform processes, or run real app processes, marked by the fixtures they
+# use (beside the modules' own ``pytestmark``), so that ``make test-fast`` leaves out every one of them.
+MARKS_BY_FIXTURE = {
+    "platform_server": ("live",),
+    "live_node": ("live",),
+    "s3_server": ("live",),
+    "cluster": ("live", "cluster"),
+    "worker": ("slow",),
+    "manager": ("slow",),
+}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        for fixture in set(getattr(item, "fixturenames", ())) & MARKS_BY_FIXTURE.keys():
+            for mark in MARKS_BY_FIXTURE[fixture]:
+                item.add_marker(mark)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs) -> None:
+    """Under pytest-xdist (``-n``), a data folder of its own for each worker: their processes, work
+    folders and leftover checks never meet (the settings read PRO_DATA_DIR before any conftest runs)."""
     from django.conf import settings
 
+    for spec in specs:
+        spec.env["PRO_DATA_DIR"] = str(settings.DATA_DIR / f"xdist-{spec.id}")
+
+
+def _started_by_tests(pid: str, folders: tuple[str, ...]) -> bool:
+    """Whether a process works in one of ``folders`` (not in a platform or a test run beside this one)."""
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return False
-    return cwd.startswith((str(settings.DATA_DIR), tempfile.gettempdir() + "/pytest-of-"))
+    return (cwd + "/").startswith(folders)
 
 
 @pytest.fixture(autouse=True)
-def no_leftover_processes():
-    """Fail a test that leaves a session or solve process of its own running (and kill it)."""
+def no_leftover_processes(tmp_path_factory):
+    """Fail a test that leaves a session or solve process of its own running (and kill it).
+
+    Its own: working in this run's data folder or temporary folders, so that a test run beside
+    this one (another checkout, another xdist worker) is none of its business.
+    """
+    from django.conf import settings
+
+    folders = (f"{settings.DATA_DIR}/", f"{tmp_path_factory.getbasetemp()}/")
 
     def ours() -> set[int]:
         found = set()
@@ -208,7 +249,7 @@ def no_leftover_processes():
                     state = handle.read().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if b"sessions.runtime." in command and state != "Z" and _started_by_tests(entry.name):
+            if b"sessions.runtime." in command and state != "Z" and _started_by_tests(entry.name, folders):
                 found.add(int(entry.name))
         return found
 
@@ -224,20 +265,6 @@ def no_leftover_processes():
     assert not left, f"processes left running: {sorted(left)}"
 
 
-def body_of(response) -> bytes:
-    """The bytes of a response, streamed synchronously or asynchronously."""
-    import asyncio
-
-    content = response.streaming_content if response.streaming else [response.content]
-    if hasattr(content, "__aiter__"):
-
-        async def collect() -> bytes:
-            return b"".join([part async for part in content])
-
-        return asyncio.run(collect())
-    return b"".join(content)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def close_stray_connections(django_db_setup, django_db_blocker):
     """End connections that worker threads of the tests left open, so the test database can be dropped."""
@@ -250,16 +277,3 @@ def close_stray_connections(django_db_setup, django_db_blocker):
                 cursor.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
-
-
-def browser(user):
-    """A Django test client logged in as ``user``."""
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def messages_of(response) -> list[str]:
-    return [str(m) for m in response.context["messages"]]

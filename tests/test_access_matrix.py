@@ -19,7 +19,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from rest_framework.test import APIClient
 
-from tests.conftest import publish_as
+from tests.helpers import publish_as
 
 pytestmark = pytest.mark.django_db
 
@@ -135,7 +135,7 @@ def _call(client, method: str, path: str):
 
 @pytest.mark.parametrize("stranger", ["dave", "bob"])
 def test_another_user_gets_404_or_403(world, stranger, request):
-    from tests.conftest import api_as
+    from tests.helpers import api_as
 
     user = request.getfixturevalue(stranger)
     api, portal = api_as(user), Client()
@@ -167,7 +167,7 @@ def test_anonymous_gets_401_or_the_login_page(world):
 
 
 def test_the_owner_reaches_every_object(world, alice):
-    from tests.conftest import api_as
+    from tests.helpers import api_as
 
     api, portal = api_as(alice), Client()
     portal.force_login(alice)

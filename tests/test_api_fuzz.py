@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import publish_as
-from tests.live import ROOT, database_url
+from tests.helpers import ROOT, publish_as
+from tests.live import database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,6 +141,7 @@ def run_schemathesis(server, world: dict, tmp_path: Path) -> subprocess.Complete
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
 
 
+@pytest.mark.live
 def test_api_fuzz(platform_server, fuzz_world, tmp_path):
     done = run_schemathesis(platform_server, fuzz_world, tmp_path)
     report = done.stdout[-40000:] + done.stderr[-3000:]

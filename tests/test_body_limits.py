@@ -18,7 +18,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from sessions.runtime.case import CaseData, case_to_bytes
-from tests.conftest import publish_as
+from tests.helpers import publish_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,8 +16,7 @@ import requests
 
 from sessions.case_check import CaseStreamCheck
 from sessions.runtime.case import MAGIC, CaseData, CaseFormatError, case_to_bytes, read_case
-from tests.conftest import publish_as
-from tests.test_streaming import PeakRss, sha256_of
+from tests.helpers import PeakRss, publish_as, sha256_of
 
 CASE = CaseData(
     meta={"app": "demo"},
@@ -100,6 +99,7 @@ def raw_case(blocks: list[tuple[dict, bytes]]) -> bytes:
     return MAGIC + struct.pack(">I", len(header)) + header + b"".join(block for _, block in blocks)
 
 
+@pytest.mark.slow
 def test_a_numeric_bomb_stops_at_the_count_its_header_gives():
     # 1 GiB of zeros compresses to about 1 MiB; the header claims 3 values: refused within the first MiB out.
     packer = zlib.compressobj(9)

@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from apps.catalog.models import App, AppVersion
-from tests.conftest import publish_as
+from tests.helpers import publish_as
 
 pytestmark = pytest.mark.django_db
 

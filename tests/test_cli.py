@@ -1,4 +1,4 @@
-"""The real ``pro`` executable against the real web server: login, apps, storage."""
+"""The real ``pro`` executable against the real web server: login, keys, apps, storage, jobs (on a live node)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import verify_pending
+from sessions.runtime import package
+from tests.helpers import LAB, password, publish_folder, verify_pending
 from tests.live import free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
 PRO = Path(sys.executable).parent / "pro"
 CLIENT_ENV = ("PRO_URL", "PRO_TICKET", "PRO_API_KEY", "PRO_USERNAME", "PRO_PASSWORD", "PRO_CONFIG_DIR")
-
-
-def password(username: str) -> str:
-    """The password conftest's personas are created with."""
-    return f"{username}-Secret-pw-1"
 
 
 class Pro:
@@ -176,7 +172,7 @@ def test_app_pack_publish_and_manage_versions(
     folder = make_app_folder(name="cli-demo", version="1.0.0")
     done = alice_pro.run("app", "pack", str(folder), "--url", platform_server.url, "-o", str(first))
     assert done.stdout.startswith(f"Packed cli-demo 1.0.0 into {first} (")
-    assert first.stat().st_size > 0
+    assert first.read_bytes().startswith(package.MAGIC)
     assert alice_pro.run("app", "publish", str(first)).stdout.strip() == "Published cli-demo; latest is 1.0.0."
     verify_pending()  # what the task queue would do
 
@@ -327,3 +323,31 @@ def test_storage_of_someone_else_is_out_of_reach(pro_as, alice, bob, storage_fol
     assert (storage_folder / "users" / "alice" / "secret.txt").read_bytes() == b"alice's numbers\n"
     # bob's own view of users/ holds his folder only.
     assert table(bob_pro.run("storage", "ls", "users").stdout) == {"bob/": ["bob/"]}
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def test_job_commands(live_node, alice, runtime, platform_public_key, tmp_path):
+    """Submit, follow, inspect, list, cancel and fetch results through a node that runs the solves."""
+    publish_folder(alice, LAB, platform_public_key)
+    alice_pro = Pro(tmp_path / "config", live_node.url)
+    alice_pro.login("alice")
+    done = alice_pro.run("job", "submit", "lab", "solve", "--set", "cap=6.5", "--wait")
+    assert "objective 6.5" in done.stdout and "succeeded" in done.stdout
+    job_id = done.stdout.split()[2]
+    result = json.loads(alice_pro.run("job", "result", job_id, "--json").stdout)
+    assert result["objective"] == 6.5
+    alice_pro.run("job", "result", job_id, "-o", str(tmp_path / "result.case"))
+    assert (tmp_path / "result.case").read_bytes().startswith(b"PROCASE")
+    assert "succeeded" in alice_pro.run("job", "status", job_id).stdout
+    assert "objective 6.5" in alice_pro.run("job", "log", job_id).stdout
+
+    slow = alice_pro.run("job", "submit", "lab", "slow", "--set", "seconds=600", "-q").stdout.strip()
+    listed = alice_pro.run("job", "list").stdout
+    assert slow in listed and job_id in listed
+    alice_pro.run("job", "cancel", slow)
+    assert json.loads(alice_pro.run("job", "status", slow, "--json").stdout)["cancel_requested_at"]
+
+    failed = alice_pro.run("job", "submit", "lab", "crash", "--wait", ok=False)
+    assert failed.returncode == 1 and "row 3 of the demand table is negative" in failed.stdout + failed.stderr

@@ -11,18 +11,13 @@ import os
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
 from apps.cluster import election, failover
 from apps.cluster.models import MasterLease, Node, NodeState
-from sessions.runtime import package
-from tests.conftest import publish_as
-from tests.live import wait_until
-
-LAB = Path(__file__).parent / "apps" / "lab"
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -90,12 +85,6 @@ def test_a_node_that_missed_two_heartbeats_is_dead():
     silent = Node.objects.get(name="silent")
     assert silent.state == NodeState.DEAD and silent.declared_dead_by == "m"
     assert failover.nodes_declare_dead(master="m") == []
-
-
-@pytest.fixture
-def lab(alice, runtime, platform_public_key):
-    blob, _ = package.pack_folder(LAB, platform_public_key)
-    return publish_as(alice, blob)
 
 
 def test_a_dead_nodes_jobs_go_back_to_the_queue_and_fail_after_their_attempts(alice, lab, storage_folder):

@@ -16,10 +16,11 @@ import pytest
 
 from sessions.runtime import package
 from tests.cluster import HEARTBEAT, master, record_timings
-from tests.conftest import browser, publish_as
-from tests.live import wait_until
+from tests.helpers import browser, wait_until
 
 pytestmark = [
+    pytest.mark.live,
+    pytest.mark.cluster,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
         "postgres" not in os.environ.get("DATABASE_URL", ""),
@@ -30,12 +31,6 @@ pytestmark = [
 LAB = Path(__file__).parent / "apps" / "lab"
 EGOUT = 568.1007
 WAIT = 90  # seconds: a generous bound on anything the cluster does, for a loaded machine
-
-
-@pytest.fixture
-def lab(alice, runtime, platform_public_key):
-    blob, _ = package.pack_folder(LAB, platform_public_key)
-    return publish_as(alice, blob)
 
 
 def submit_steady(user, seconds: float):

@@ -9,15 +9,15 @@ import time
 import pytest
 from django.test import Client
 
-from sessions import data_sessions
+from sessions import data_sessions, selectors
 from sessions.models import DataSession, SessionState
 from sessions.session_manager import SessionManager
-from tests.test_session_proxy import manager, transport, wait_state  # noqa: F401 - fixtures
+from tests.helpers import wait_state
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-def test_launch_by_api_starts_a_process(api, carol, transport, manager):  # noqa: F811
+def test_launch_by_api_starts_a_process(api, carol, transport, manager):
     response = api(carol).post("/api/v1/sessions", {"app": "transport"}, format="json")
     assert response.status_code == 201
     body = response.json()
@@ -30,7 +30,7 @@ def test_launch_by_api_starts_a_process(api, carol, transport, manager):  # noqa
     assert [s["id"] for s in listed] == [body["id"]]
 
 
-def test_per_user_limit_answers_429(api, carol, transport, settings):  # noqa: F811
+def test_per_user_limit_answers_429(api, carol, transport, settings):
     settings.PRO_SESSIONS_PER_USER = 2
     client = api(carol)
     for _ in range(2):
@@ -41,14 +41,14 @@ def test_per_user_limit_answers_429(api, carol, transport, settings):  # noqa: F
     assert DataSession.objects.count() == 2
 
 
-def test_starting_limit_answers_429(api, alice, carol, transport, settings):  # noqa: F811
+def test_starting_limit_answers_429(api, alice, carol, transport, settings):
     settings.PRO_SESSIONS_STARTING_LIMIT = 1
     assert api(alice).post("/api/v1/sessions", {"app": "transport"}, format="json").status_code == 201
     refused = api(carol).post("/api/v1/sessions", {"app": "transport"}, format="json")
     assert refused.status_code == 429 and refused["Retry-After"] == "5"
 
 
-def test_stop_kills_the_process_and_its_folder(api, carol, transport, manager):  # noqa: F811
+def test_stop_kills_the_process_and_its_folder(api, carol, transport, manager):
     session = wait_state(data_sessions.session_launch(user=carol, app_name="transport"), SessionState.RUNNING)
     folder = manager.running[str(session.pk)].workdir
     assert folder.is_dir()
@@ -67,7 +67,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_dead_process_is_lost_and_can_be_restarted(api, carol, transport, manager):  # noqa: F811
+def test_a_dead_process_is_lost_and_can_be_restarted(api, carol, transport, manager):
     session = wait_state(data_sessions.session_launch(user=carol, app_name="transport"), SessionState.RUNNING)
     os.kill(session.pid, signal.SIGKILL)
     lost = wait_state(session, SessionState.LOST)
@@ -77,7 +77,7 @@ def test_a_dead_process_is_lost_and_can_be_restarted(api, carol, transport, mana
     wait_state(DataSession.objects.get(pk=restarted.json()["id"]), SessionState.RUNNING)
 
 
-def test_idle_session_is_closed(carol, transport, settings):  # noqa: F811
+def test_idle_session_is_closed(carol, transport, settings):
     settings.PRO_SESSION_IDLE_SECONDS = 5
     session = data_sessions.session_launch(user=carol, app_name="transport")
     node = SessionManager("idle-node", pool_size=0)
@@ -93,7 +93,7 @@ def test_idle_session_is_closed(carol, transport, settings):  # noqa: F811
     node.shutdown()
 
 
-def test_logout_stops_the_users_sessions(carol, transport):  # noqa: F811
+def test_logout_stops_the_users_sessions(carol, transport):
     session = data_sessions.session_launch(user=carol, app_name="transport")
     browser = Client()
     browser.force_login(carol)
@@ -102,7 +102,7 @@ def test_logout_stops_the_users_sessions(carol, transport):  # noqa: F811
     assert session.state == SessionState.STOPPED and "logged out" in session.error_message
 
 
-def test_other_users_cannot_see_or_stop(api, carol, dave, admin_user, transport):  # noqa: F811
+def test_other_users_cannot_see_or_stop(api, carol, dave, admin_user, transport):
     session = data_sessions.session_launch(user=carol, app_name="transport")
     assert api(dave).get(f"/api/v1/sessions/{session.pk}").status_code == 404
     assert api(dave).post(f"/api/v1/sessions/{session.pk}/stop").status_code == 404
@@ -111,12 +111,12 @@ def test_other_users_cannot_see_or_stop(api, carol, dave, admin_user, transport)
     assert api(admin_user).post(f"/api/v1/sessions/{session.pk}/stop").json()["state"] == "stopped"
 
 
-def test_app_without_access_cannot_be_launched(api, dave, transport):  # noqa: F811
+def test_app_without_access_cannot_be_launched(api, dave, transport):
     response = api(dave).post("/api/v1/sessions", {"app": "transport"}, format="json")
     assert response.status_code == 404 and not DataSession.objects.exists()
 
 
-def test_failed_start_tells_why(carol, transport, storage_folder):  # noqa: F811
+def test_failed_start_tells_why(carol, transport, storage_folder):
     session = data_sessions.session_launch(user=carol, app_name="transport")
     (storage_folder / transport.package_path).write_bytes(b"damaged")
     node = SessionManager("broken-node", pool_size=0)
@@ -126,7 +126,7 @@ def test_failed_start_tells_why(carol, transport, storage_folder):  # noqa: F811
     node.shutdown()
 
 
-def test_portal_open_and_resume(carol, transport, manager):  # noqa: F811
+def test_portal_open_and_resume(carol, transport, manager):
     browser = Client()
     browser.force_login(carol)
     page = browser.get("/launch/transport/latest")
@@ -142,7 +142,7 @@ def test_portal_open_and_resume(carol, transport, manager):  # noqa: F811
     assert b"Transport" in listing.content
 
 
-def test_idle_timeout_per_app(carol, transport, settings):  # noqa: F811
+def test_idle_timeout_per_app(carol, transport, settings):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -154,8 +154,8 @@ def test_idle_timeout_per_app(carol, transport, settings):  # noqa: F811
     DataSession.objects.filter(pk=session.pk).update(
         state=SessionState.RUNNING, node="n", last_active_at=timezone.now() - timedelta(seconds=90)
     )
-    assert [s.pk for s in data_sessions.sessions_idle(node="n")] == [session.pk]
+    assert [s.pk for s in selectors.sessions_idle(node="n")] == [session.pk]
     settings.PRO_SESSION_IDLE_SECONDS = 30
     transport.manifest = {**transport.manifest, "session_idle_timeout": 600}
     transport.save(update_fields=["manifest"])
-    assert data_sessions.sessions_idle(node="n") == []
+    assert selectors.sessions_idle(node="n") == []

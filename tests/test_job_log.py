@@ -12,7 +12,7 @@ import pytest
 
 from sessions import jobs
 from sessions.models import Job, JobLogChunk, JobState
-from tests.conftest import publish_as
+from tests.helpers import publish_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,6 +89,7 @@ def check_page(full: bytes, asked: int, text: str, answered: int) -> list[str]:
     return [parts[1]]
 
 
+@pytest.mark.slow
 def test_a_30_mb_log_keeps_10_mb_head_marker_and_tail(running, settings, storage_folder):
     settings.PRO_JOB_LOG_MAX_BYTES = 10 * MB
     full = log_lines(30 * MB)
@@ -171,6 +172,7 @@ def test_bad_offset_or_limit_is_a_400(running, api, alice, query):
     assert response.json()["error"]["code"] == "invalid"
 
 
+@pytest.mark.slow
 def test_a_follower_never_goes_backwards_while_the_tail_rolls(running, settings, storage_folder, api, alice):
     """A follower keeping up sees the head, one marker and the tail; one falling behind is told what it
     missed; it ends at the end of the stored log, every byte it got where the job printed it."""
@@ -244,12 +246,11 @@ def test_nul_characters_are_kept_as_replacement_characters(running):
 
 @pytest.mark.parametrize(("value", "found"), [(None, str(10 * MB)), ("2048", "2048"), ("12", "ImproperlyConfigured")])
 def test_the_cap_is_a_setting(tmp_path, monkeypatch, value, found):
-    from tests.test_settings_env import probe
+    from tests.helpers import probe
 
-    monkeypatch.setattr("tests.test_settings_env.PROBE", PROBE)
     if value is None:
         monkeypatch.delenv("PRO_JOB_LOG_MAX_BYTES", raising=False)
-    result = probe(tmp_path, monkeypatch, **({"PRO_JOB_LOG_MAX_BYTES": value} if value else {}))
+    result = probe(tmp_path, monkeypatch, script=PROBE, **({"PRO_JOB_LOG_MAX_BYTES": value} if value else {}))
     assert found in result.stdout + result.stderr
 
 

@@ -8,13 +8,12 @@ from django.utils import timezone
 from sessions import jobs
 from sessions.models import Job
 from sessions.statistics import job_statistics
-from tests.conftest import browser, messages_of
-from tests.test_jobs import lab  # noqa: F401 - fixture
+from tests.helpers import browser, messages_of
 
 pytestmark = pytest.mark.django_db
 
 
-def test_jobs_page_and_its_data(alice, carol, admin_user, lab):  # noqa: F811
+def test_jobs_page_and_its_data(alice, carol, admin_user, lab):
     job = jobs.job_submit(user=alice, app_name="lab", procedure="solve")
     page = browser(alice).get("/jobs/")
     assert page.status_code == 200 and b"jobs-list.js" in page.content
@@ -23,14 +22,14 @@ def test_jobs_page_and_its_data(alice, carol, admin_user, lab):  # noqa: F811
     assert b'data-show-owner="1"' in browser(admin_user).get("/jobs/").content
 
 
-def test_job_page_is_private(alice, carol, lab):  # noqa: F811
+def test_job_page_is_private(alice, carol, lab):
     job = jobs.job_submit(user=alice, app_name="lab", procedure="solve")
     assert browser(alice).get(f"/jobs/{job.pk}/").status_code == 200
     assert browser(carol).get(f"/jobs/{job.pk}/").status_code == 404
     assert browser(carol).post(f"/jobs/{job.pk}/action", {"action": "cancel"}).status_code == 404
 
 
-def test_submit_from_the_version_page(alice, lab):  # noqa: F811
+def test_submit_from_the_version_page(alice, lab):
     client = browser(alice)
     page = client.get("/apps/lab/versions/1.0.0/")
     assert b"Run a solve" in page.content and b'value="slow"' in page.content
@@ -50,13 +49,13 @@ def test_submit_from_the_version_page(alice, lab):  # noqa: F811
         ({"procedure": "solve", "priority": "high"}, "is not a number"),
     ],
 )
-def test_refused_submission_shows_why(alice, lab, form, message):  # noqa: F811
+def test_refused_submission_shows_why(alice, lab, form, message):
     response = browser(alice).post("/apps/lab/versions/1.0.0/submit", form, follow=True)
     assert any(message in m for m in messages_of(response))
     assert not Job.objects.exists()
 
 
-def test_cancel_and_interrupt_from_the_job_page(alice, lab):  # noqa: F811
+def test_cancel_and_interrupt_from_the_job_page(alice, lab):
     job = jobs.job_submit(user=alice, app_name="lab", procedure="solve")
     client = browser(alice)
     refused = client.post(f"/jobs/{job.pk}/action", {"action": "interrupt"}, follow=True)
@@ -67,7 +66,7 @@ def test_cancel_and_interrupt_from_the_job_page(alice, lab):  # noqa: F811
     assert job.state == "cancelled"
 
 
-def test_statistics(alice, admin_user, lab):  # noqa: F811
+def test_statistics(alice, admin_user, lab):
     now = timezone.now()
     for queue, run in ((1, 10), (2, 20), (3, 30), (4, 40), (100, 1000)):
         job = jobs.job_submit(user=alice, app_name="lab", procedure="solve")

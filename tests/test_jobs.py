@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -10,65 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from apps.catalog.models import AppVersion
 from sessions import jobs
-from sessions.launcher import procfs
 from sessions.models import Job, JobState
-from sessions.supervisor import SolveWorker
-from tests.conftest import body_of, publish_as
+from tests.helpers import RunningWorker, body_of, publish_as, sandboxed_sleepers, wait_for, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 LAB = Path(__file__).parent / "apps" / "lab"
-
-
-@pytest.fixture
-def lab(alice, runtime, platform_public_key) -> AppVersion:
-    from sessions.runtime import package
-
-    blob, _ = package.pack_folder(LAB, platform_public_key)
-    return publish_as(alice, blob)
-
-
-class RunningWorker:
-    def __init__(self, capacity: int):
-        self.worker = SolveWorker("test-node", capacity)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run, args=(self.stopping,), daemon=True)
-
-    def __enter__(self) -> RunningWorker:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive()
-
-
-@pytest.fixture
-def worker():
-    with RunningWorker(capacity=2) as running:
-        yield running
-
-
-def wait_for(job: Job, *states: str, timeout: float = 60) -> Job:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job.refresh_from_db()
-        if job.state in states:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job.pk} stayed {job.state} ({job.error_message}); log:\n{jobs.job_log(job)[0]}")
-
-
-def wait_until(predicate, timeout: float = 30, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(message or "condition not reached")
 
 
 def submit(api_client, **body):
@@ -136,20 +83,6 @@ def test_time_limit_interrupts_first(api, alice, lab, worker):
     assert "time limit of 1.5 s reached" in job.solver_status
     assert job.result_case is not None
     assert "time limit of 1.5 s reached" in jobs.job_log(job)[0]
-
-
-def sandboxed_sleepers() -> set[int]:
-    """Host pids of the lab app's ``sleep 600`` children, in a PID namespace other than ours."""
-    ours = procfs.pid_namespace(os.getpid())
-    found = set()
-    for pid in procfs.live_pids():
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if command == b"sleep\x00600\x00" and procfs.pid_namespace(pid) != ours:
-            found.add(pid)
-    return found
 
 
 def test_cancel_running_kills_the_whole_sandbox(api, alice, lab, worker):

@@ -13,8 +13,7 @@ from apps.cluster.models import MasterLease, Node, NodeState
 from apps.cluster.selectors import RUNNING_JOB_IDS, cluster_overview, master_lease, master_name
 from sessions import data_sessions, jobs
 from sessions.models import DataSession, SessionState
-from tests.conftest import browser
-from tests.test_jobs import lab  # noqa: F401 - fixture
+from tests.helpers import browser
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +35,7 @@ def _lease(holder: str, *, term: int = 3, expires_in: float = 60) -> MasterLease
 
 
 @pytest.fixture
-def nodes_world(alice, lab):  # noqa: F811
+def nodes_world(alice, lab):
     """Four nodes (up master, up sessions node, dead, stopped backend), a running job, a live session."""
     now = timezone.now()
     Node.objects.create(
@@ -147,7 +146,7 @@ def _running_jobs(alice, node: str, count: int) -> list[int]:
     return ids
 
 
-def test_a_busy_node_names_its_first_jobs_and_counts_them_all(admin_user, alice, lab):  # noqa: F811
+def test_a_busy_node_names_its_first_jobs_and_counts_them_all(admin_user, alice, lab):
     Node.objects.create(name="busy", roles=["solves"], max_solves=16)
     ids = _running_jobs(alice, "busy", RUNNING_JOB_IDS + 2)
     [row] = cluster_overview()
@@ -166,7 +165,7 @@ def _add_nodes(alice, version, first: int, count: int) -> None:
 
 def test_the_overview_takes_the_same_few_queries_for_any_number_of_nodes(
     alice,
-    lab,  # noqa: F811
+    lab,
     django_assert_max_num_queries,
 ):
     _lease("node-00")

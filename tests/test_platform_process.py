@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import free_port, healthy, stop_group, wait_until
+from tests.helpers import wait_until
+from tests.live import free_port, healthy, stop_group
 
 pytestmark = pytest.mark.live
 

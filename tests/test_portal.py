@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from apps.catalog.models import App, AppVersion
-from tests.conftest import body_of, browser, messages_of, publish_as
+from tests.helpers import body_of, browser, messages_of, publish_as
 
 pytestmark = pytest.mark.django_db
 

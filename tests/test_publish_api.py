@@ -10,7 +10,7 @@ import pytest
 
 from apps.catalog.models import App, AppVersion
 from sessions.runtime import package
-from tests.conftest import publish_as, verify_pending
+from tests.helpers import publish_as, verify_pending
 
 pytestmark = pytest.mark.django_db
 

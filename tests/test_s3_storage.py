@@ -27,19 +27,17 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from sessions.runtime import package
 from sessions.runtime.case import case_from_data, case_to_bytes, read_case
 from sessions.runtime.interface import app_from_interface
-from tests.conftest import publish_as
+from tests.helpers import ROOT, publish_as, rss_mb, wait_until
 from tests.live import (
-    ROOT,
     START_TIMEOUT,
     PlatformServer,
-    database_url,
     free_port,
-    healthy,
+    platform_env,
+    start_group,
+    start_node,
+    start_web_server,
     stop_group,
-    wait_until,
-    web_server_command,
 )
-from tests.livenode import start_node
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
@@ -81,15 +79,8 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     """moto's S3-compatible server on a free port of 127.0.0.1, stopped (its whole group) after the module."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log_path, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=log_path.parent,
-            env={**os.environ, **CREDENTIALS},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    command = [sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)]
+    process = start_group(command, {**os.environ, **CREDENTIALS}, log_path, cwd=log_path.parent)
     server = S3Server(endpoint=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     try:
         up = wait_until(lambda: process.poll() is not None or _answers(server), START_TIMEOUT, interval=0.1)
@@ -169,39 +160,9 @@ def ticket(url: str, username: str) -> dict[str, str]:
 @pytest.fixture
 def s3_web(transactional_db, s3_env, tmp_path) -> Iterator[PlatformServer]:
     """The platform's web server (the command ``run_platform`` runs) on the test database and the bucket."""
-    from django.conf import settings
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "pro_portal.test_settings",
-        "PRO_DATA_DIR": str(settings.DATA_DIR),
-        "DATABASE_URL": database_url(),
-        "PRO_HTTP_PORT": str(port),
-        "PRO_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
-        **s3_env,
-    }
-    log_path = tmp_path / "web.log"
-    with open(log_path, "wb") as sink:
-        process = subprocess.Popen(
-            web_server_command("127.0.0.1", port),
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = PlatformServer(
-        url=f"http://127.0.0.1:{port}", port=port, pid=process.pid, process=process, log_path=log_path
-    )
-    try:
-        up = wait_until(lambda: process.poll() is not None or healthy(server.url), START_TIMEOUT, interval=0.1)
-        if not up or process.poll() is not None:
-            raise AssertionError(f"the web server did not start (exit {process.poll()}):\n{server.log()[-5000:]}")
+    env = platform_env(free_port(), PRO_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT), **s3_env)
+    with start_web_server(env, tmp_path / "web.log") as server:
         yield server
-    finally:
-        stop_group(process)
-        print(f"---- web server output ({log_path}) ----\n{server.log()[-20000:]}")
 
 
 def chunks_of(data: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
@@ -344,8 +305,6 @@ def test_solve_job_on_a_live_node_on_s3(
 
 def test_a_download_from_s3_streams_with_flat_server_memory(s3_web, s3_server, bucket, carol):
     """The web server reads the object as it sends it: its memory does not grow with the file."""
-    from tests.test_storage_streaming import rss_mb
-
     size = 96 * 1024 * 1024
     block = os.urandom(1024 * 1024)
     key = f"{PREFIX}/users/carol/large.bin"

@@ -16,8 +16,8 @@ from django.conf import settings
 
 from apps.accounts.services import ticket_issue_for_user
 from sessions.models import Job, JobState
-from tests.livenode import start_node
-from tests.test_jobs import lab, sandboxed_sleepers, wait_until  # noqa: F401 - fixture
+from tests.helpers import sandboxed_sleepers, wait_until
+from tests.live import start_node
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -26,7 +26,7 @@ def job_folders(node_name: str, job_id: int) -> list:
     return sorted((settings.DATA_DIR / "work" / node_name).glob(f"job-{job_id}-*"))
 
 
-def test_a_crashed_worker_leaves_no_sandbox_and_its_restart_removes_the_folders(tmp_path, storage_folder, alice, lab):  # noqa: F811
+def test_a_crashed_worker_leaves_no_sandbox_and_its_restart_removes_the_folders(tmp_path, storage_folder, alice, lab):
     node = start_node(tmp_path, storage_folder, roles=("web", "solves"))
     node_name = node.env["PRO_NODE_NAME"]
     auth = {"Authorization": f"Bearer {ticket_issue_for_user(user=alice)[0]}"}
@@ -50,12 +50,14 @@ def test_a_crashed_worker_leaves_no_sandbox_and_its_restart_removes_the_folders(
 
         node.start("solves")
         wait_until(lambda: Job.objects.get(pk=job_id).attempt == 2, timeout=30, message="the job was not requeued")
-        wait_until(lambda: len(job_folders(node_name, job_id)) == 1, timeout=10)
+        wait_until(
+            lambda: len(job_folders(node_name, job_id)) == 1, timeout=10, message="the old folder was not removed"
+        )
         assert all(folder.name.startswith(f"job-{job_id}-2-") for folder in job_folders(node_name, job_id))
         assert "Removed 1 working folders" in node.log("solves")
 
         requests.post(f"{node.url}/api/v1/jobs/{job_id}/cancel", headers=auth, timeout=30)
-        wait_until(lambda: Job.objects.get(pk=job_id).state == JobState.CANCELLED, timeout=15)
+        wait_until(lambda: Job.objects.get(pk=job_id).state == JobState.CANCELLED, timeout=15, message="not cancelled")
         wait_until(lambda: not job_folders(node_name, job_id), timeout=10, message="the folder outlived its job")
     finally:
         node.stop()

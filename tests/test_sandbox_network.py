@@ -23,8 +23,7 @@ from apps.accounts.models import SecurityEvent
 from sessions import launcher
 from sessions.models import JobState
 from sessions.network import NetworkGrant
-from tests.conftest import publish_as
-from tests.test_jobs import wait_for, worker  # noqa: F401 - fixture
+from tests.helpers import publish_as, wait_for
 
 NETPROBE = Path(__file__).parent / "apps" / "netprobe"
 
@@ -235,7 +234,7 @@ def test_a_job_of_a_granted_app_reaches_its_target_and_an_ungranted_one_does_not
     admin_user,
     netprobe,
     echo_port,
-    worker,  # noqa: F811
+    worker,
 ):
     def probe() -> dict:
         body = {"app": "netprobe", "procedure": "probe", "input": {"target": f"127.0.0.1:{echo_port}"}}
@@ -256,7 +255,7 @@ def test_a_job_of_a_granted_app_reaches_its_target_and_an_ungranted_one_does_not
 @pytest.mark.django_db
 def test_the_app_page_says_what_the_app_may_reach(alice, admin_user, netprobe):
     from apps.catalog.services import app_set_network
-    from tests.conftest import browser
+    from tests.helpers import browser
 
     page = browser(alice).get("/apps/netprobe/").content.decode()
     assert "Network: none" in page

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.events import security_events_remove_expired
 from apps.accounts.models import SecurityEvent
-from tests.conftest import body_of, browser, publish_as
+from tests.helpers import body_of, browser, publish_as
 
 pytestmark = pytest.mark.django_db
 

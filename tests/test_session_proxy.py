@@ -2,85 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from pathlib import Path
-
 import pytest
-from channels.testing import WebsocketCommunicator
 
-from pro_portal.asgi import application
 from sessions import data_sessions
 from sessions.models import DataSession, SessionState
-from sessions.session_manager import SessionManager
-from tests.conftest import publish_as
+from tests.helpers import ORIGIN, communicate, ticket_header, wait_state
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-EXAMPLES = Path(__file__).parents[1] / "examples"
-ORIGIN = (b"origin", b"http://testserver")
-HOST = (b"host", b"testserver")
-
-
-@pytest.fixture
-def transport(alice, carol, runtime, platform_public_key):
-    from sessions.runtime import package
-
-    blob, _ = package.pack_folder(EXAMPLES / "transport", platform_public_key)
-    version = publish_as(alice, blob)
-    version.app.grants.create(user=carol, level="viewer")
-    return version
-
-
-@pytest.fixture
-def manager(settings):
-    settings.PRO_SESSION_POOL = 1
-    running = SessionManager("proxy-node", pool_size=1)
-    stopping = threading.Event()
-    thread = threading.Thread(target=running.run, args=(stopping,), daemon=True)
-    thread.start()
-    yield running
-    stopping.set()
-    thread.join(timeout=30)
-
-
-def ticket_header(user) -> tuple[bytes, bytes]:
-    from apps.accounts.services import ticket_issue_for_user
-
-    raw, _ = ticket_issue_for_user(user=user)
-    return (b"authorization", f"Bearer {raw}".encode())
-
-
-def wait_state(session: DataSession, state: str, timeout: float = 30) -> DataSession:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        session.refresh_from_db()
-        if session.state == state:
-            return session
-        time.sleep(0.05)
-    raise AssertionError(f"session stayed {session.state}: {session.error_message}")
-
-
-def communicate(path: str, headers: list, script=None, scope: dict | None = None):
-    """Connect as a browser would (with a ``Host`` header unless one is given); ``scope`` adds to the connection's."""
-    if not any(name == b"host" for name, _ in headers):
-        headers = [HOST, *headers]
-
-    async def app(connection, receive, send):
-        return await application({**connection, **(scope or {})}, receive, send)
-
-    async def run():
-        communicator = WebsocketCommunicator(app, path, headers=headers)
-        connected, code = await communicator.connect(timeout=30)
-        result = None
-        if connected and script is not None:
-            result = await script(communicator)
-        if connected:
-            await communicator.disconnect()
-        return connected, code, result
-
-    return asyncio.run(run())
 
 
 def test_relay_both_ways(carol, transport, manager):

@@ -3,13 +3,12 @@
 import pytest
 
 from apps.accounts.services import ticket_issue_for_user
-from tests.test_jobs import lab  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def scoped(alice, lab):  # noqa: F811
+def scoped(alice, lab):
     from rest_framework.test import APIClient
 
     raw, _ = ticket_issue_for_user(user=alice, scope={"session": "s-1", "app": "lab"})

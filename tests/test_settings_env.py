@@ -1,40 +1,12 @@
 """Configuration by environment only: each variable read in a fresh interpreter, as a node would."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from pro_portal import env
-
-PROBE = """
-import json, django
-from django.conf import settings
-django.setup()
-db = settings.DATABASES["default"]
-print(json.dumps({
-    "engine": db["ENGINE"], "db_name": str(db["NAME"]), "db_host": db.get("HOST", ""),
-    "storage": settings.STORAGES["default"]["BACKEND"], "storage_options": {k: str(v) for k, v in settings.STORAGES["default"].get("OPTIONS", {}).items()},
-    "q": {k: v for k, v in settings.Q_CLUSTER.items() if k in ("orm", "redis")},
-    "channels": settings.CHANNEL_LAYERS["default"]["BACKEND"],
-    "secret": settings.SECRET_KEY, "debug": settings.DEBUG, "hosts": settings.ALLOWED_HOSTS,
-    "data_dir": str(settings.DATA_DIR),
-}))
-"""
-
-CLEAR = ("DATABASE_URL", "PRO_STORAGE_URL", "REDIS_URL", "PRO_SECRET_KEY", "PRO_DEBUG", "PRO_ALLOWED_HOSTS")
-
-
-def probe(tmp_path, monkeypatch, **environment) -> subprocess.CompletedProcess:
-    for name in CLEAR:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "pro_portal.settings")
-    monkeypatch.setenv("PRO_DATA_DIR", str(tmp_path / "data"))
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    return subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
+from tests.helpers import probe
 
 
 def settings_with(tmp_path, monkeypatch, **environment) -> dict:

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from sessions.models import Job, JobState
-from tests.conftest import publish_as
-from tests.test_jobs import RunningWorker, wait_for, wait_until
+from tests.helpers import RunningWorker, publish_as, wait_for, wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 OPTIMA = json.loads((EXAMPLES / "instances" / "optima.json").read_text())  # the known optima, shared by the tests

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import body_of
+from tests.helpers import body_of
 
 pytestmark = pytest.mark.django_db
 

@@ -17,7 +17,8 @@ from cryptography.x509.oid import NameOID
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from tests.live import ROOT, database_url, free_port, stop_group, wait_until, web_server_command
+from tests.helpers import ROOT, wait_until
+from tests.live import free_port, platform_env, start_group, stop_group, web_server_command
 
 PRODUCTION = {
     "PRO_HTTPS": "true",
@@ -97,29 +98,18 @@ def _self_signed(tmp_path):
     return cert_path, key_path
 
 
+@pytest.mark.live
 def test_web_server_serves_https_from_a_certificate_in_the_environment(
     transactional_db, carol, storage_folder, tmp_path, monkeypatch
 ):
-    from django.conf import settings
-
     cert, key = _self_signed(tmp_path)
     monkeypatch.setenv("PRO_TLS_CERT", str(cert))
     monkeypatch.setenv("PRO_TLS_KEY", str(key))
     port = free_port()
     command = web_server_command("127.0.0.1", port)
     assert command[command.index("--ssl-certfile") + 1] == str(cert)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "pro_portal.test_settings",
-        "PRO_DATA_DIR": str(settings.DATA_DIR),
-        "PRO_STORAGE_URL": storage_folder.as_uri(),
-        "DATABASE_URL": database_url(),
-    }
     log = tmp_path / "web.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    process = start_group(command, platform_env(port, storage_folder.as_uri()), log)
     url = f"https://127.0.0.1:{port}"
 
     def answer():

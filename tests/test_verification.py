@@ -9,7 +9,7 @@ import pytest
 from apps.catalog.models import AppVersion
 from apps.catalog.verification import version_verify
 from sessions.runtime import package
-from tests.conftest import publish_as
+from tests.helpers import publish_as
 
 pytestmark = pytest.mark.django_db
 

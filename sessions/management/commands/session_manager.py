@@ -1,11 +1,8 @@
-import faulthandler
-import signal
-import threading
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sessions.launcher import SandboxUnavailable
+from sessions.management.lifecycle import stop_on_signals
 from sessions.session_manager import SessionManager
 
 
@@ -13,10 +10,7 @@ class Command(BaseCommand):
     help = "Run this node's session manager: start, watch and stop its data session processes."
 
     def handle(self, **options):
-        faulthandler.register(signal.SIGUSR2, all_threads=True)  # a stuck process shows where it is
-        stopping = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopping.set())
+        stopping = stop_on_signals()
         self.stdout.write(
             f"Session manager on {settings.PRO_NODE_NAME}: pool of {settings.PRO_SESSION_POOL} warm interpreters"
         )

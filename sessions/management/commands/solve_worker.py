@@ -1,11 +1,8 @@
-import faulthandler
-import signal
-import threading
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sessions.launcher import SandboxUnavailable
+from sessions.management.lifecycle import stop_on_signals
 from sessions.supervisor import SolveWorker
 
 
@@ -18,10 +15,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, capacity: int, **options):
-        faulthandler.register(signal.SIGUSR2, all_threads=True)  # a stuck process shows where it is
-        stopping = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopping.set())
+        stopping = stop_on_signals()
         self.stdout.write(f"Solve worker on {settings.PRO_NODE_NAME}: up to {capacity} concurrent solves")
         try:
             SolveWorker(settings.PRO_NODE_NAME, capacity).run(stopping)

@@ -144,3 +144,35 @@ def forked_workers(data, ctx):
 
 
 app.page("Hostile", [Field(report), Button(inspect), Button(inspect_solve)])
+
+
+# ---------------------------------------------------------------- links left for the host
+
+
+@app.solve(title="Swap the result for a link")
+def swap_result(data, ctx):
+    """At exit, after the runner wrote result.case: replace it by a link to a host secret."""
+    import atexit
+
+    def swap() -> None:
+        os.remove("result.case")
+        os.symlink(TARGETS["read"]["secret key"], "result.case")
+        os.remove("outcome.json")
+        os.mkfifo("outcome.json")  # whoever opens it to read waits for a writer that never comes
+
+    atexit.register(swap)
+    data["report"] = "the result will be a link"
+
+
+@app.solve(title="Plant a link where the worker writes")
+def plant_link(data, ctx):
+    """Make the worker's copy of a storage file land on a host file (through a link in files/)."""
+    path = TARGETS["own_storage_path"]
+    local = Path("files") / path
+    local.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(TARGETS["host_victim"], local)
+    try:
+        ctx.local_path(path)
+        data["report"] = "SUCCEEDED: the worker wrote through the link"
+    except FileNotFoundError as exc:
+        data["report"] = f"denied: {exc}"

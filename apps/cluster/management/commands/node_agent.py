@@ -1,21 +1,15 @@
-import faulthandler
-import signal
-import threading
-
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.cluster.agent import agent_start
+from sessions.management.lifecycle import stop_on_signals
 
 
 class Command(BaseCommand):
     help = "Run this node's agent: heartbeat into the admin database, elect a master, recover dead nodes' work."
 
     def handle(self, **options):
-        faulthandler.register(signal.SIGUSR2, all_threads=True)  # a stuck process shows where it is
-        stopping = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopping.set())
+        stopping = stop_on_signals()
         agent = agent_start()
         node = agent.node
         roles = ", ".join(node.roles) or "none: backend"

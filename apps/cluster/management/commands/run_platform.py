@@ -28,6 +28,7 @@ from django.db import connection
 
 from apps.cluster.services import node_child_restarted
 from pro_portal.env import env_int, env_str
+from sessions.management.lifecycle import stop_on_signals
 
 STOP_GRACE_SECONDS = 10
 BACKOFF_FIRST_SECONDS = 1.0
@@ -134,9 +135,7 @@ class Command(BaseCommand):
         port = env_int("PRO_HTTP_PORT", 8000, minimum=1)
         # Refuses a bad configuration before anything starts.
         children = [Child(name, cmd) for name, cmd in self._children(host, port).items()]
-        stopping = []
-        signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        stopping = stop_on_signals()
         for child in children:
             child.start()
         scheme = "https" if env_str("PRO_TLS_CERT") else "http"
@@ -153,15 +152,15 @@ class Command(BaseCommand):
         self.stdout.write("Platform stopped.")
         sys.exit(1 if failed else 0)
 
-    def _supervise(self, children: list[Child], stopping: list) -> None:
+    def _supervise(self, children: list[Child], stopping: threading.Event) -> None:
         """Restart the children that die, until the platform is asked to stop."""
-        while not stopping:
+        while not stopping.is_set():
             time.sleep(POLL_SECONDS)
             dead = [c for c in children if c.restart_at is None and c.process.poll() is not None]
             if dead:
                 # Ctrl-C in a terminal reaches every child too; this process's own signal may land a moment later.
                 time.sleep(1.0)
-                if stopping:
+                if stopping.is_set():
                     return
             for child in dead:
                 delay = child.failed(time.monotonic())
@@ -170,7 +169,7 @@ class Command(BaseCommand):
                     f" restarting it in {delay:g}s."
                 )
             for child in children:
-                if child.restart_at is not None and time.monotonic() >= child.restart_at and not stopping:
+                if child.restart_at is not None and time.monotonic() >= child.restart_at and not stopping.is_set():
                     self._restart(child)
 
     def _restart(self, child: Child) -> None:
