@@ -43,7 +43,7 @@ class CaseStreamCheck:
         self.header_length: int | None = None
         self.blocks: list[_Block] | None = None  # the blocks still to come, the next one last
         self.position = 0  # within the blocks area, once the header is read
-        self.inflater = None
+        self.inflater: zlib._Decompress | None = None
         self.produced = 0
         self.json: bytearray | None = None
 
@@ -150,7 +150,8 @@ class CaseStreamCheck:
             block = self.blocks.pop()
             if self.inflater is None:  # an empty block: zlib.decompress(b"") fails in read_case too
                 self._inflate(block, memoryview(b""))
-            if not self.inflater.eof:
+            inflater = self.inflater
+            if inflater is None or not inflater.eof:
                 raise CaseFormatError(f"the data of {block.name} is damaged")
             if block.itemsize and self.produced != block.count * block.itemsize:
                 raise CaseFormatError(

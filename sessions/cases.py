@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import IO
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
 from apps.catalog.models import App, AppVersion
-from pro_portal.errors import ApplicationError, TooLarge
+from apps.storage.services import LimitedReader
+from pro_portal.errors import ApplicationError
 from sessions.runtime.case import CaseData, CaseFormatError, read_case
 
 from .case_check import CaseStreamCheck
@@ -25,7 +27,7 @@ UPLOAD_CHUNK = 1024 * 1024
 
 def case_store(
     *,
-    owner: AbstractUser,
+    owner: User,
     app: App,
     blob: bytes,
     kind: str = CaseKind.SAVED,
@@ -47,26 +49,20 @@ def case_store(
     return case
 
 
-class _CheckedCaseReader(io.RawIOBase):
+class _CheckedCaseReader(LimitedReader):
     """A request body read as a case: refused past ``limit`` bytes or at its first bad byte."""
 
-    def __init__(self, source, limit: int):
-        self.source, self.limit, self.count, self.check = source, limit, 0, CaseStreamCheck()
+    what = "case"
 
-    def readable(self) -> bool:
-        return True
+    def __init__(self, source: IO[bytes], limit: int):
+        super().__init__(source, limit)
+        self.check = CaseStreamCheck()
 
-    def readinto(self, buffer) -> int:
-        chunk = self.source.read(len(buffer))
-        self.count += len(chunk)
-        if self.count > self.limit:
-            raise TooLarge(f"The case is over the limit of {self.limit} bytes.")
+    def inspect(self, chunk: bytes) -> None:
         try:
             self.check.feed(chunk)
         except CaseFormatError as exc:
             raise _bad_case(exc) from None
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
 
 
 def _bad_case(exc: CaseFormatError) -> ApplicationError:
@@ -74,7 +70,7 @@ def _bad_case(exc: CaseFormatError) -> ApplicationError:
 
 
 def case_store_stream(
-    *, owner: AbstractUser, app: App, stream, kind: str = CaseKind.SAVED, name: str = "", limit: int
+    *, owner: User, app: App, stream: IO[bytes], kind: str = CaseKind.SAVED, name: str = "", limit: int
 ) -> Case:
     """Store a case read from ``stream`` in chunks, checking its format on the way; hold none of it.
 
@@ -112,7 +108,7 @@ def case_load(case: Case) -> CaseData:
     return read_case(case_read_bytes(case))
 
 
-def case_upload(*, user: AbstractUser, app_name: str, stream, name: str = "", kind: str = CaseKind.SAVED) -> Case:
+def case_upload(*, user: User, app_name: str, stream: IO[bytes], name: str = "", kind: str = CaseKind.SAVED) -> Case:
     """Store a case a user sends for an app they may use, streamed from ``stream`` into storage.
 
     The app is checked before any of the body is read; at most ``PRO_MAX_CASE_BYTES`` are.

@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -36,7 +36,7 @@ class TooManySessions(ApplicationError):
         self.retry_after = retry_after
 
 
-def session_launch(*, user: AbstractUser, app_name: str, version: str = "latest") -> DataSession:
+def session_launch(*, user: User, app_name: str, version: str = "latest") -> DataSession:
     """Ask for a new data session of an app version the user may use."""
     found = catalog.version_resolve_for_user(user, app_name, version)
     if found.verification_state != VerificationState.VERIFIED:
@@ -58,7 +58,7 @@ def session_launch(*, user: AbstractUser, app_name: str, version: str = "latest"
     return session
 
 
-def session_stop(*, user: AbstractUser, session: DataSession, reason: str = "") -> DataSession:
+def session_stop(*, user: User, session: DataSession, reason: str = "") -> DataSession:
     """Close a session: its node's manager stops the process and removes its folder."""
     DataSession.objects.filter(pk=session.pk, state__in=LIVE_SESSION_STATES).update(
         state=SessionState.STOPPED, stopped_at=timezone.now(), error_message=reason or f"Closed by {user.username}."
@@ -67,13 +67,13 @@ def session_stop(*, user: AbstractUser, session: DataSession, reason: str = "") 
     return session
 
 
-def sessions_stop_for_user(*, user: AbstractUser, reason: str) -> int:
+def sessions_stop_for_user(*, user: User, reason: str) -> int:
     return DataSession.objects.filter(owner=user, state__in=LIVE_SESSION_STATES).update(
         state=SessionState.STOPPED, stopped_at=timezone.now(), error_message=reason
     )
 
 
-def session_restart(*, user: AbstractUser, session: DataSession) -> DataSession:
+def session_restart(*, user: User, session: DataSession) -> DataSession:
     """Start a lost or stopped session again, as a new session of the same version."""
     if session.is_live:
         raise Conflict("The session is still running.", code="session_live")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import OperationalError, transaction
@@ -114,7 +115,7 @@ def _log_marker(dropped: int, after: bytes | None = None) -> bytes:
     return (b"\n" if after not in (None, b"", b"\n") else b"") + line.encode()
 
 
-def _log_pieces(job: Job, offset: int):
+def _log_pieces(job: Job, offset: int) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of a running job's log pieces that may hold bytes from ``offset`` on."""
     pieces = JobLogChunk.objects.filter(job=job).values_list("offset", "text")
     first = pieces.filter(offset__lte=offset).order_by("-offset").first()
@@ -218,7 +219,7 @@ def _interface_input(version: AppVersion, values: dict[str, Any]) -> bytes:
 
 def job_submit(
     *,
-    user: AbstractUser,
+    user: User,
     app_name: str,
     procedure: str,
     version: str | None = None,
@@ -348,7 +349,7 @@ def job_append_log(*, job: Job, offset: int, text: str) -> int:
     return end
 
 
-def _split(data: bytes, begin: int, stop: int):
+def _split(data: bytes, begin: int, stop: int) -> Iterator[tuple[int, str]]:
     """(start, text) pieces of ``data[begin:stop]`` of at most LOG_PIECE_BYTES, whole characters each."""
     while begin < stop:
         end = _char_end(data, begin, min(stop, begin + LOG_PIECE_BYTES))
@@ -500,7 +501,7 @@ def job_requeue_expired(*, job: Job) -> str:
 # ---------------------------------------------------------------- stopping
 
 
-def job_cancel(*, user: AbstractUser, job: Job) -> Job:
+def job_cancel(*, user: User, job: Job) -> Job:
     """Cancel: a queued job never starts; a running one is stopped by its worker within seconds."""
     if job.is_finished:
         raise Conflict(f"Job {job.pk} has already ended ({job.state}).", code="job_finished")
@@ -518,7 +519,7 @@ def job_cancel(*, user: AbstractUser, job: Job) -> Job:
     return job
 
 
-def job_interrupt(*, user: AbstractUser, job: Job) -> Job:
+def job_interrupt(*, user: User, job: Job) -> Job:
     """Ask the solver to stop and keep the best solution found so far as the result."""
     if job.state != JobState.RUNNING:
         raise Conflict(f"Only a running job can be interrupted; job {job.pk} is {job.state}.", code="job_not_running")

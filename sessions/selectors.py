@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -26,22 +26,20 @@ from .models import LIVE_SESSION_STATES, Case, DataSession, Job, JobState, Sessi
 # ---------------------------------------------------------------- jobs
 
 
-def jobs_for_user(user: AbstractUser) -> QuerySet[Job]:
+def jobs_for_user(user: User) -> QuerySet[Job]:
     """A user's own jobs (an admin's: everyone's), newest first."""
     jobs = Job.objects.select_related("owner", "app_version__app")
     return jobs if user.is_superuser else jobs.filter(owner=user)
 
 
-def job_get_for_user(user: AbstractUser, job_id: Any) -> Job:
+def job_get_for_user(user: User, job_id: Any) -> Job:
     try:
         return jobs_for_user(user).get(pk=int(job_id))
     except (Job.DoesNotExist, ValueError, TypeError):
         raise NotFound(f"There is no job {job_id} you have access to.") from None
 
 
-def jobs_in_scope(
-    user: AbstractUser, scope: str | None, *, state: str | None = None, app: str | None = None
-) -> QuerySet[Job]:
+def jobs_in_scope(user: User, scope: str | None, *, state: str | None = None, app: str | None = None) -> QuerySet[Job]:
     """The jobs the user sees, only the scope's app's when ``scope`` is given; ``state`` and ``app`` filter them."""
     found = jobs_for_user(user)
     if scope is not None:
@@ -53,7 +51,7 @@ def jobs_in_scope(
     return found
 
 
-def job_get_in_scope(user: AbstractUser, job_id: Any, scope: str | None) -> Job:
+def job_get_in_scope(user: User, job_id: Any, scope: str | None) -> Job:
     """A job the user sees, which must be of the scope's app when ``scope`` is given (else: not found)."""
     job = job_get_for_user(user, job_id)
     if scope is not None and job.app_version.app.name != scope:
@@ -71,7 +69,7 @@ def job_result_case(job: Job) -> Case:
 def job_requests(*, job: Job) -> dict[str, Any]:
     """What users asked of a running job since it started: interrupt and cancel times."""
     row = Job.objects.filter(pk=job.pk).values("interrupt_requested_at", "cancel_requested_at", "state").first()
-    return row or {}
+    return dict(row) if row else {}
 
 
 def jobs_running_on(*, node: str) -> QuerySet[Job]:
@@ -89,7 +87,7 @@ def jobs_with_expired_lease(*, now: datetime | None = None) -> list[Job]:
     )
 
 
-def app_names_for_user(user: AbstractUser) -> QuerySet:
+def app_names_for_user(user: User) -> QuerySet:
     """The names of the apps a user may see, in order (the statistics page's choice of app)."""
     return apps_for_user(user).order_by("name").values_list("name", flat=True)
 
@@ -97,7 +95,7 @@ def app_names_for_user(user: AbstractUser) -> QuerySet:
 # ---------------------------------------------------------------- cases
 
 
-def cases_for_user(user: AbstractUser, *, app_name: str | None = None, kind: str | None = None) -> QuerySet[Case]:
+def cases_for_user(user: User, *, app_name: str | None = None, kind: str | None = None) -> QuerySet[Case]:
     """A user's own cases (an admin's: everyone's), newest first."""
     cases = Case.objects.select_related("app", "app_version", "owner")
     if not user.is_superuser:
@@ -109,7 +107,7 @@ def cases_for_user(user: AbstractUser, *, app_name: str | None = None, kind: str
     return cases
 
 
-def case_get_for_user(user: AbstractUser, case_id: Any) -> Case:
+def case_get_for_user(user: User, case_id: Any) -> Case:
     """A case its owner (or an admin) may see."""
     cases = Case.objects.select_related("app")
     if not user.is_superuser:
@@ -120,16 +118,14 @@ def case_get_for_user(user: AbstractUser, case_id: Any) -> Case:
         raise NotFound(f"There is no case {case_id} you have access to.") from None
 
 
-def cases_in_scope(
-    user: AbstractUser, scope: str | None, *, app: str | None = None, kind: str | None = None
-) -> QuerySet[Case]:
+def cases_in_scope(user: User, scope: str | None, *, app: str | None = None, kind: str | None = None) -> QuerySet[Case]:
     """The cases the user sees: the scope's app's when ``scope`` is given (none for an empty one), else ``app``'s."""
     if scope is None:
         return cases_for_user(user, app_name=app, kind=kind)
     return cases_for_user(user, kind=kind).filter(app__name=scope)
 
 
-def case_get_in_scope(user: AbstractUser, case_id: Any, scope: str | None) -> Case:
+def case_get_in_scope(user: User, case_id: Any, scope: str | None) -> Case:
     """A case the user sees, which must be of the scope's app when ``scope`` is given (else: not found)."""
     case = case_get_for_user(user, case_id)
     if scope is not None and case.app.name != scope:
@@ -140,7 +136,7 @@ def case_get_in_scope(user: AbstractUser, case_id: Any, scope: str | None) -> Ca
 # ---------------------------------------------------------------- data sessions
 
 
-def sessions_for_user(user: AbstractUser, *, live: bool = False) -> QuerySet[DataSession]:
+def sessions_for_user(user: User, *, live: bool = False) -> QuerySet[DataSession]:
     """A user's own sessions (an admin's: everyone's), newest first; ``live``: only those starting or running."""
     found = DataSession.objects.select_related("owner", "app_version__app")
     if not user.is_superuser:
@@ -148,7 +144,7 @@ def sessions_for_user(user: AbstractUser, *, live: bool = False) -> QuerySet[Dat
     return found.filter(state__in=LIVE_SESSION_STATES) if live else found
 
 
-def session_get_for_user(user: AbstractUser, session_id: Any) -> DataSession:
+def session_get_for_user(user: User, session_id: Any) -> DataSession:
     """A session its owner (or an admin) may see; another user's id is simply not found."""
     try:
         return sessions_for_user(user).get(pk=session_id)
@@ -156,12 +152,12 @@ def session_get_for_user(user: AbstractUser, session_id: Any) -> DataSession:
         raise NotFound(f"There is no session {session_id} you have access to.") from None
 
 
-def session_owned(user: AbstractUser, session_id: Any) -> DataSession | None:
+def session_owned(user: User, session_id: Any) -> DataSession | None:
     """The session if ``user`` owns it, admins included: only its owner reaches a session's process."""
     return DataSession.objects.filter(pk=session_id, owner=user).first()
 
 
-def session_resumable(user: AbstractUser, app_name: str) -> DataSession | None:
+def session_resumable(user: User, app_name: str) -> DataSession | None:
     """The user's live session of an app, if there is one, to offer instead of a new one."""
     return (
         DataSession.objects.filter(owner=user, app_version__app__name=app_name, state__in=LIVE_SESSION_STATES)
@@ -170,7 +166,7 @@ def session_resumable(user: AbstractUser, app_name: str) -> DataSession | None:
     )
 
 
-def live_sessions_by_app(user: AbstractUser) -> dict[int, DataSession]:
+def live_sessions_by_app(user: User) -> dict[int, DataSession]:
     """The user's live sessions, one per app (the newest), for the catalogue's Resume links."""
     found: dict[int, DataSession] = {}
     for session in (

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import pytest
 
 from sessions.runtime import package
 from tests.cluster import cluster  # noqa: F401 - fixture: nodes as separate process groups
-from tests.helpers import EXAMPLES, LAB, RunningWorker, api_as, password, publish_as, publish_folder
+from tests.helpers import EXAMPLES, LAB, RunningManager, RunningWorker, api_as, password, publish_as, publish_folder
+from tests.hostile import hostile, targets  # noqa: F401 - fixtures: the hostile app and its aims
 from tests.live import live_node, platform_server  # noqa: F401 - fixtures: real platform processes
 
 MINIMAL_MODEL = """
@@ -176,16 +176,9 @@ def worker():
 @pytest.fixture
 def manager(settings):
     """A session manager (node ``proxy-node``, a pool of one) in a thread of the test process."""
-    from sessions.session_manager import SessionManager
-
     settings.PRO_SESSION_POOL = 1
-    running = SessionManager("proxy-node", pool_size=1)
-    stopping = threading.Event()
-    thread = threading.Thread(target=running.run, args=(stopping,), daemon=True)
-    thread.start()
-    yield running
-    stopping.set()
-    thread.join(timeout=30)
+    with RunningManager("proxy-node") as running:
+        yield running
 
 
 # Tests that start real platform processes, or run real app processes, marked by the fixtures they

@@ -143,6 +143,31 @@ class RunningWorker:
         self.thread.join(timeout=30)
         assert not self.thread.is_alive()
 
+    def namespace_of(self, job) -> str | None:
+        """The PID namespace of a running job's sandbox, as the worker knows it."""
+        entry = dict(self.worker.running).get(job.pk)
+        process = entry[0].process if entry else None
+        return process.namespace if process is not None else None
+
+
+class RunningManager:
+    """A session manager in a thread of this process: ``with RunningManager("node") as manager: ...``."""
+
+    def __init__(self, node: str, pool_size: int = 1):
+        from sessions.session_manager import SessionManager
+
+        self.manager = SessionManager(node, pool_size=pool_size)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.manager.run, args=(self.stopping,), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self.manager
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=30)
+
 
 def wait_for(job, *states: str, timeout: float = 60):
     """Until ``job`` reaches one of ``states``; fail with its log otherwise."""

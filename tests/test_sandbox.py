@@ -15,86 +15,27 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from sessions import data_sessions, jobs
 from sessions.launcher import bwrap, cgroups, procfs
-from sessions.models import DataSession, Job, JobState, SessionState
+from sessions.models import DataSession, JobState, SessionState
 from sessions.runtime import package
-from sessions.session_manager import SessionManager
-from sessions.supervisor import SolveWorker
-from tests.helpers import ORIGIN, api_as, communicate, publish_as, ticket_header, wait_state
+from tests.helpers import ORIGIN, RunningManager, api_as, communicate, publish_as, ticket_header, wait_state
+from tests.hostile import HOSTILE, follow, reachable, submit
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-HOSTILE = Path(__file__).parent / "apps" / "hostile"
 TRANSPORT = Path(__file__).parents[1] / "examples" / "transport"
-CANARY_ENV = "PRO_ADMIN_PASSWORD"
 
 
 # ---------------------------------------------------------------- what the app aims at
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def targets(settings, storage_folder, platform_public_key, bob, monkeypatch) -> dict:
-    """The host's secrets and services, as real paths and addresses."""
-    monkeypatch.setenv(CANARY_ENV, f"canary-{secrets.token_hex(8)}")
-    secret_key = Path(settings.DATA_DIR) / "secret_key"
-    if not secret_key.exists():
-        secret_key.write_text(secrets.token_urlsafe(50))
-    other_user_file = storage_folder / "users" / "bob" / "private.txt"
-    other_user_file.parent.mkdir(parents=True)
-    other_user_file.write_text("bob's private numbers\n")
-    host_tmp = Path("/tmp") / f"hostile-marker-{secrets.token_hex(4)}"
-    host_tmp.write_text("the host's /tmp\n")
-    work = Path(settings.PRO_WORK_DIR)
-    work.mkdir(parents=True, exist_ok=True)
-    read = {
-        "secret key": str(secret_key),
-        "platform key": str(settings.PRO_PLATFORM_KEY_PATH),
-        "another user's file": str(other_user_file),
-        "platform source": str(Path(settings.BASE_DIR) / "pro_portal" / "settings.py"),
-        "test process environ": f"/proc/{os.getpid()}/environ",
-        "host /tmp file": str(host_tmp),
-    }
-    if connection.vendor == "sqlite":
-        read["database"] = str(connection.settings_dict["NAME"])
-    connect = {"postgres": ("127.0.0.1", 5432), "redis": ("127.0.0.1", 6379), "internet": ("1.1.1.1", 53)}
-    found = {
-        "read": read,
-        "list": {"data folder": str(settings.DATA_DIR), "work folders": str(work), "storage": str(storage_folder)},
-        "create": {
-            "source tree": str(Path(settings.BASE_DIR) / "pro_portal" / f"hostile_{secrets.token_hex(4)}.py"),
-            "data folder": str(Path(settings.DATA_DIR) / f"hostile-{secrets.token_hex(4)}.txt"),
-        },
-        "connect": {name: list(address) for name, address in connect.items() if _reachable(*address)},
-        "platform_pid": os.getpid(),
-        "secret_env": CANARY_ENV,
-        "other_user_storage_path": "users/bob/private.txt",
-    }
-    yield found
-    host_tmp.unlink(missing_ok=True)
-    for path in found["create"].values():
-        Path(path).unlink(missing_ok=True)
 
 
 UNCONFINED = "import json, sys; from hostile_probes import probe; print(json.dumps(probe(json.loads(sys.argv[1]))))"
@@ -110,24 +51,6 @@ def unconfined(targets: dict) -> dict[str, str]:
     command = [sys.executable, "-c", UNCONFINED, aimed]
     done = subprocess.run(command, cwd=HOSTILE, capture_output=True, text=True, timeout=60, check=True)
     return json.loads(done.stdout)
-
-
-@pytest.fixture
-def hostile(alice, runtime, platform_public_key, tmp_path, monkeypatch):
-    """``hostile(targets, version=..., report_at_import=...)``: publish a copy aimed at ``targets``, verified."""
-
-    def publish(targets: dict, version: str = "1.0.0", report_at_import: bool = False):
-        folder = tmp_path / f"hostile-{version}"
-        shutil.copytree(HOSTILE, folder, ignore=shutil.ignore_patterns("__pycache__", "targets.json"))
-        manifest = folder / "manifest.toml"
-        manifest.write_text(manifest.read_text().replace('version = "1.0.0"', f'version = "{version}"'))
-        (folder / "targets.json").write_text(json.dumps({**targets, "report_at_import": report_at_import}))
-        with monkeypatch.context() as packing:
-            packing.setenv("HOSTILE_PACKING", "1")  # packing imports the app here, outside any sandbox
-            blob, _ = package.pack_folder(folder, platform_public_key)
-        return publish_as(alice, blob, make_latest=not report_at_import)
-
-    return publish
 
 
 # ---------------------------------------------------------------- reading what the app saw
@@ -194,50 +117,6 @@ def test_import_reaches_nothing_during_verification(hostile, targets):
 # ---------------------------------------------------------------- 2. in a solve job
 
 
-class RunningWorker:
-    def __init__(self):
-        self.worker = SolveWorker("sandbox-node", capacity=2)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run, args=(self.stopping,), daemon=True)
-
-    def namespace_of(self, job: Job) -> str | None:
-        """The PID namespace of a running job's sandbox, as the worker knows it."""
-        entry = dict(self.worker.running).get(job.pk)
-        process = entry[0].process if entry else None
-        return process.namespace if process is not None else None
-
-
-@pytest.fixture
-def worker():
-    running = RunningWorker()
-    running.thread.start()
-    yield running
-    running.stopping.set()
-    running.thread.join(timeout=30)
-    assert not running.thread.is_alive()
-
-
-def submit(user, **body) -> Job:
-    response = api_as(user).post("/api/v1/jobs", {"app": "hostile", **body}, format="json")
-    assert response.status_code == 201, response.content
-    return Job.objects.get(pk=response.json()["id"])
-
-
-def follow(job: Job, worker: RunningWorker, timeout: float = 60, watch=None) -> tuple[Job, str | None]:
-    """Wait until the job ends, calling ``watch(namespace)`` on the way; the job and its sandbox's namespace."""
-    namespace = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        namespace = namespace or worker.namespace_of(job)
-        if watch is not None:
-            watch(namespace)
-        job.refresh_from_db()
-        if job.is_finished:
-            return job, namespace
-        time.sleep(0.05)
-    raise AssertionError(f"job {job.pk} stayed {job.state}; log:\n{jobs.job_log(job)[0][-3000:]}")
-
-
 def sleepers(namespace: str | None) -> set[int]:
     """Host pids of ``sleep 600`` processes in ``namespace``."""
     found = set()
@@ -289,13 +168,8 @@ def test_solve_reaches_nothing_and_leaves_no_process(hostile, targets, alice, wo
 def manager(settings, runtime, platform_server):
     """A session manager whose relay reaches the real web server (the sessions' only way out)."""
     settings.PRO_INTERNAL_API_URL = platform_server.url
-    running = SessionManager("sandbox-node", pool_size=1)
-    stopping = threading.Event()
-    thread = threading.Thread(target=running.run, args=(stopping,), daemon=True)
-    thread.start()
-    yield running
-    stopping.set()
-    thread.join(timeout=30)
+    with RunningManager("sandbox-node") as running:
+        yield running
 
 
 def test_session_reaches_nothing_but_its_api(
@@ -305,7 +179,7 @@ def test_session_reaches_nothing_but_its_api(
     publish_as(bob, blob)
     victim = wait_state(data_sessions.session_launch(user=bob, app_name="transport"), SessionState.RUNNING)
     victim_folder = manager.running[str(victim.pk)].workdir
-    assert _reachable(victim.host, victim.port)
+    assert reachable(victim.host, victim.port)
     aimed = {
         **targets,
         "read": {**targets["read"], "another session's app": str(victim_folder / "app" / "manifest.json")},

@@ -16,7 +16,7 @@ import pytest
 
 from sessions.launcher import workfiles
 from sessions.models import JobState
-from tests.test_sandbox import follow, hostile, submit, targets, worker  # noqa: F401 - fixtures
+from tests.hostile import follow, submit
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_writing_never_follows_a_planted_link(tmp_path):
 
 
 @pytest.fixture
-def link_targets(targets, storage_folder, tmp_path):  # noqa: F811
+def link_targets(targets, storage_folder, tmp_path):
     own = storage_folder / "users" / "alice" / "input.csv"
     own.parent.mkdir(parents=True, exist_ok=True)
     own.write_text("alice's input\n")
@@ -83,7 +83,7 @@ def link_targets(targets, storage_folder, tmp_path):  # noqa: F811
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_result_swapped_for_a_link_fails_the_job_and_reads_nothing(hostile, link_targets, alice, worker):  # noqa: F811
+def test_a_result_swapped_for_a_link_fails_the_job_and_reads_nothing(hostile, link_targets, alice, worker):
     hostile(link_targets)
     job, _ = follow(submit(alice, procedure="swap_result"), worker)
     from sessions import jobs
@@ -94,7 +94,7 @@ def test_a_result_swapped_for_a_link_fails_the_job_and_reads_nothing(hostile, li
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_link_planted_for_a_fetched_file_is_not_written_through(hostile, link_targets, alice, worker):  # noqa: F811
+def test_a_link_planted_for_a_fetched_file_is_not_written_through(hostile, link_targets, alice, worker):
     hostile(link_targets)
     job, _ = follow(submit(alice, procedure="plant_link"), worker)
     assert job.state == JobState.SUCCEEDED, job.error_message

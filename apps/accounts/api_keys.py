@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from pro_portal.errors import ApplicationError, NotFound
@@ -20,9 +20,7 @@ API_KEY_PREFIX = "pro_k_"
 MAX_KEYS_PER_USER = 50
 
 
-def api_key_create(
-    *, user: AbstractUser, name: str, expires_at: datetime | None = None, request=None
-) -> tuple[str, ApiKey]:
+def api_key_create(*, user: User, name: str, expires_at: datetime | None = None, request=None) -> tuple[str, ApiKey]:
     """Create a key; the raw key is returned once and only its hash is kept."""
     name = name.strip()
     if not name:
@@ -57,7 +55,7 @@ def api_key_create(
     return raw, key
 
 
-def api_key_revoke(*, user: AbstractUser, key_id: int, request=None) -> ApiKey:
+def api_key_revoke(*, user: User, key_id: int, request=None) -> ApiKey:
     """Revoke one of the user's own keys (revoking twice changes nothing)."""
     key = api_keys_of(user).filter(pk=key_id).first()
     if key is None:
@@ -71,7 +69,7 @@ def api_key_revoke(*, user: AbstractUser, key_id: int, request=None) -> ApiKey:
     return key
 
 
-def api_keys_revoke_all(*, user: AbstractUser, reason: str = "") -> int:
+def api_keys_revoke_all(*, user: User, reason: str = "") -> int:
     """Revoke every active key of the user (a password change: what it authorised ends with it)."""
     count = api_keys_of(user).filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
     security_event("apikey.revoke", actor=user.username, target=f"{count} API keys of {user.username}", reason=reason)

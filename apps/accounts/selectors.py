@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from pro_portal.errors import ApplicationError
@@ -16,7 +16,7 @@ from .models import ApiKey, SecurityEvent
 EXACT_EVENT_FILTERS = ("kind", "actor", "outcome")
 
 
-def api_keys_of(user: AbstractUser) -> QuerySet[ApiKey]:
+def api_keys_of(user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user)
 
 
@@ -37,7 +37,7 @@ def security_events_filtered(filters: Mapping[str, str]) -> QuerySet[SecurityEve
     return events
 
 
-def security_event_kinds() -> QuerySet[str]:
+def security_event_kinds() -> QuerySet[SecurityEvent, str]:
     """Every kind of event the log holds, in order (for the page's filter)."""
     return SecurityEvent.objects.order_by("kind").values_list("kind", flat=True).distinct()
 

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model, password_validation
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.signals import user_logged_in
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from pro_portal.errors import ApplicationError
 
 from .events import client_address, security_event
-from .models import EVERYONE_GROUP, PUBLISHERS_GROUP, ApiTicket, Role
+from .models import EVERYONE_GROUP, PUBLISHERS_GROUP, ApiKey, ApiTicket, Role
 from .network import network_enforce
 
 TICKET_PREFIX = "pro_t_"
+Credential = TypeVar("Credential", ApiTicket, ApiKey)
 
 
 class AuthenticationFailed(ApplicationError):
@@ -41,7 +44,7 @@ def group_publishers() -> Group:
     return Group.objects.get_or_create(name=PUBLISHERS_GROUP)[0]
 
 
-def user_role(user: AbstractUser) -> Role:
+def user_role(user: User) -> Role:
     if user.is_superuser:
         return Role.ADMIN
     if user.groups.filter(name=PUBLISHERS_GROUP).exists():
@@ -49,12 +52,12 @@ def user_role(user: AbstractUser) -> Role:
     return Role.USER
 
 
-def user_is_publisher(user: AbstractUser) -> bool:
+def user_is_publisher(user: User) -> bool:
     return user.is_authenticated and user_role(user) in (Role.PUBLISHER, Role.ADMIN)
 
 
 @transaction.atomic
-def user_set_role(*, user: AbstractUser, role: Role | str) -> None:
+def user_set_role(*, user: User, role: Role | str) -> None:
     role = Role(role)
     user.is_superuser = user.is_staff = role == Role.ADMIN
     user.save(update_fields=["is_superuser", "is_staff"])
@@ -65,7 +68,7 @@ def user_set_role(*, user: AbstractUser, role: Role | str) -> None:
 
 
 @transaction.atomic
-def user_create(*, username: str, password: str, role: Role | str = Role.USER, email: str = "") -> AbstractUser:
+def user_create(*, username: str, password: str, role: Role | str = Role.USER, email: str = "") -> User:
     """Create an account; the password must pass the platform's password validators."""
     User = get_user_model()  # noqa: N806
     if User.objects.filter(username=username).exists():
@@ -82,7 +85,7 @@ def user_create(*, username: str, password: str, role: Role | str = Role.USER, e
     return user
 
 
-def admin_ensure(*, password: str | None) -> tuple[AbstractUser, str | None]:
+def admin_ensure(*, password: str | None) -> tuple[User, str | None]:
     """Create the first admin ``admin`` if there is none; return it and a generated password.
 
     The generated password (``None`` when one was given or the admin existed) is shown once by
@@ -104,7 +107,7 @@ def credential_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def ticket_issue(*, username: str, password: str, request=None) -> tuple[str, ApiTicket]:
+def ticket_issue(*, username: str, password: str, request: HttpRequest | None = None) -> tuple[str, ApiTicket]:
     """Exchange a user name and password for a short-lived ticket; return (ticket, row)."""
     user = authenticate(request, username=username, password=password)
     if getattr(request, "axes_locked_out", False):
@@ -121,7 +124,7 @@ def ticket_issue(*, username: str, password: str, request=None) -> tuple[str, Ap
 
 
 def ticket_issue_for_user(
-    *, user: AbstractUser, ttl_seconds: int | None = None, scope: dict | None = None
+    *, user: User, ttl_seconds: int | None = None, scope: dict | None = None
 ) -> tuple[str, ApiTicket]:
     """Issue a ticket; with a ``scope`` it can do only what that scope allows (see TicketScope)."""
     raw = TICKET_PREFIX + secrets.token_urlsafe(32)
@@ -148,7 +151,7 @@ def ticket_lookup(raw: str) -> ApiTicket | None:
     return credential_lookup(ApiTicket, raw, TICKET_PREFIX)
 
 
-def credential_lookup(model, raw: str, prefix: str):
+def credential_lookup(model: type[Credential], raw: str, prefix: str) -> Credential | None:
     """The active ticket or API key ``raw`` names, with its user, or ``None``."""
     if not raw.startswith(prefix):
         return None
@@ -182,16 +185,16 @@ def ticket_renew(*, ticket: ApiTicket) -> ApiTicket:
     return ticket
 
 
-def ticket_max_expiry(ticket: ApiTicket):
+def ticket_max_expiry(ticket: ApiTicket) -> datetime:
     return ticket.created_at + timedelta(seconds=settings.PRO_TICKET_MAX_AGE_SECONDS)
 
 
-def ticket_revoke(*, ticket: ApiTicket, request=None) -> None:
+def ticket_revoke(*, ticket: ApiTicket, request: HttpRequest | None = None) -> None:
     ApiTicket.objects.filter(pk=ticket.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     security_event("ticket.revoke", request=request, actor=ticket.user.username, target=f"ticket {ticket.prefix}…")
 
 
-def ticket_revoke_all(*, user: AbstractUser, reason: str = "") -> int:
+def ticket_revoke_all(*, user: User, reason: str = "") -> int:
     """Revoke every ticket of the user, data sessions' included (logout, password change)."""
     count = ApiTicket.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
     security_event("ticket.revoke", actor=user.username, target=f"{count} tickets of {user.username}", reason=reason)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db.models import Count, Q, QuerySet
@@ -12,7 +12,7 @@ from pro_portal.errors import NotFound
 from .models import MANAGER_ACCESS, AccessLevel, App, AppGrant, AppVersion, Runtime, VerificationState
 
 
-def apps_for_user(user: AbstractUser) -> QuerySet[App]:
+def apps_for_user(user: User) -> QuerySet[App]:
     """The apps a user may see: owned, granted to them or to one of their groups; admins all."""
     apps = App.objects.select_related("latest_version", "owner")
     if user.is_superuser:
@@ -21,7 +21,7 @@ def apps_for_user(user: AbstractUser) -> QuerySet[App]:
     return apps.filter(pk__in=App.objects.filter(visible).values("pk"))
 
 
-def app_access_level(user: AbstractUser, app: App) -> str | None:
+def app_access_level(user: User, app: App) -> str | None:
     """``manager`` (admin or owner), ``collaborator``, ``viewer`` or ``None``."""
     if not user.is_authenticated:
         return None
@@ -35,11 +35,11 @@ def app_access_level(user: AbstractUser, app: App) -> str | None:
     return None
 
 
-def app_can_manage(user: AbstractUser, app: App) -> bool:
+def app_can_manage(user: User, app: App) -> bool:
     return app_access_level(user, app) in (MANAGER_ACCESS, AccessLevel.COLLABORATOR)
 
 
-def app_get_for_user(user: AbstractUser, name: str) -> App:
+def app_get_for_user(user: User, name: str) -> App:
     """The app ``name`` if the user may see it; otherwise not found (never 'forbidden', which leaks)."""
     app = apps_for_user(user).filter(name=name).first()
     if app is None:
@@ -47,7 +47,7 @@ def app_get_for_user(user: AbstractUser, name: str) -> App:
     return app
 
 
-def versions_for_user(user: AbstractUser, app: App) -> list[AppVersion]:
+def versions_for_user(user: User, app: App) -> list[AppVersion]:
     """The app's versions, newest first.
 
     Those who manage the app see them all; users see the verified versions that are not hidden.
@@ -58,7 +58,7 @@ def versions_for_user(user: AbstractUser, app: App) -> list[AppVersion]:
     return sorted(versions, key=lambda v: v.sort_key, reverse=True)
 
 
-def catalogue_for_user(user: AbstractUser) -> list[tuple[App, list[AppVersion]]]:
+def catalogue_for_user(user: User) -> list[tuple[App, list[AppVersion]]]:
     """The apps a user may see that have a version they may use, with those versions, by category and title."""
     listed = []
     for app in apps_for_user(user).order_by("category", "title"):
@@ -68,14 +68,14 @@ def catalogue_for_user(user: AbstractUser) -> list[tuple[App, list[AppVersion]]]
     return listed
 
 
-def version_get_for_user(user: AbstractUser, app: App, version: str) -> AppVersion:
+def version_get_for_user(user: User, app: App, version: str) -> AppVersion:
     for candidate in versions_for_user(user, app):
         if candidate.version == version:
             return candidate
     raise NotFound(f"App {app.name!r} has no version {version!r} you have access to.")
 
 
-def version_resolve_for_user(user: AbstractUser, name: str, version: str = "latest") -> AppVersion:
+def version_resolve_for_user(user: User, name: str, version: str = "latest") -> AppVersion:
     """The version a launch link names: ``latest`` or an exact version."""
     app = app_get_for_user(user, name)
     if version != "latest":

@@ -9,10 +9,11 @@ import re
 import sys
 from collections import Counter
 from pathlib import PurePosixPath
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Group
+from django.contrib.auth.models import Group, User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -83,7 +84,7 @@ def package_validate(blob: bytes) -> tuple[Manifest, bytes]:
     return manifest, archive
 
 
-def _check_publish_rights(user: AbstractUser, manifest: Manifest) -> tuple[App | None, Runtime]:
+def _check_publish_rights(user: User, manifest: Manifest) -> tuple[App | None, Runtime]:
     if not user_is_publisher(user):
         raise Forbidden("Only publishers and admins can publish apps.")
     runtime = Runtime.objects.filter(key=manifest.runtime).first()
@@ -111,7 +112,7 @@ def _store(path: str, content: bytes) -> str:
     return default_storage.save(path, ContentFile(content))
 
 
-def app_publish(*, user: AbstractUser, blob: bytes, make_latest: bool = True) -> AppVersion:
+def app_publish(*, user: User, blob: bytes, make_latest: bool = True) -> AppVersion:
     """Validate an encrypted package and publish it as a new app or a new version of one.
 
     Every check runs before anything is stored: a refused package leaves nothing behind.
@@ -157,13 +158,11 @@ def version_verify_later(version: AppVersion) -> None:
 
 
 @transaction.atomic
-def _record_version(
-    user: AbstractUser, manifest: Manifest, blob: bytes, stored: list[str], make_latest: bool
-) -> AppVersion:
+def _record_version(user: User, manifest: Manifest, blob: bytes, stored: list[str], make_latest: bool) -> AppVersion:
     # Checked again inside the transaction: two uploads of the same version may race.
     app, runtime = _check_publish_rights(user, manifest)
     is_new = app is None
-    if is_new:
+    if app is None:
         app = App.objects.create(
             name=manifest.name,
             title=manifest.title,
@@ -217,14 +216,14 @@ def version_promote(*, version: AppVersion) -> None:
 # ---------------------------------------------------------------- managing
 
 
-def app_require_manager(user: AbstractUser, app: App) -> None:
+def app_require_manager(user: User, app: App) -> None:
     if not app_can_manage(user, app):
         raise Forbidden(f"You do not manage app {app.name!r}.")
 
 
 def app_update(
     *,
-    user: AbstractUser,
+    user: User,
     app: App,
     title: str | None = None,
     description: str | None = None,
@@ -235,9 +234,9 @@ def app_update(
     if network is not None:
         app_set_network(user=user, app=app, outbound=network["outbound"], targets=network["targets"])
     fields = {"title": title, "description": description, "category": category}
-    changed = [name for name, value in fields.items() if value is not None]
-    for name in changed:
-        setattr(app, name, fields[name].strip())
+    changed = {name: value.strip() for name, value in fields.items() if value is not None}
+    for name, value in changed.items():
+        setattr(app, name, value)
     if category is not None and not app.category:
         raise ApplicationError("The category cannot be empty.", code="invalid")
     if changed:
@@ -270,7 +269,7 @@ def network_target_parse(raw: str) -> str:
     return f"[{address}]:{number}" if address.version == 6 else f"{address}:{number}"
 
 
-def app_set_network(*, user: AbstractUser, app: App, outbound: bool, targets: list[str]) -> App:
+def app_set_network(*, user: User, app: App, outbound: bool, targets: list[str]) -> App:
     """Grant (or take back) what the app's sandboxes may reach; admins only, a security event."""
     if not user.is_superuser:
         raise Forbidden("Only admins grant an app network access.")
@@ -284,7 +283,7 @@ def app_set_network(*, user: AbstractUser, app: App, outbound: bool, targets: li
 
 
 @transaction.atomic
-def app_set_latest(*, user: AbstractUser, version: AppVersion) -> App:
+def app_set_latest(*, user: User, version: AppVersion) -> App:
     """Move the app's ``latest`` tag to ``version`` (exactly one version carries it)."""
     app = App.objects.select_for_update().get(pk=version.app_id)
     app_require_manager(user, app)
@@ -302,7 +301,7 @@ def app_set_latest(*, user: AbstractUser, version: AppVersion) -> App:
     return app
 
 
-def version_set_hidden(*, user: AbstractUser, version: AppVersion, hidden: bool) -> AppVersion:
+def version_set_hidden(*, user: User, version: AppVersion, hidden: bool) -> AppVersion:
     app_require_manager(user, version.app)
     if hidden and version.is_latest:
         raise Conflict(
@@ -332,7 +331,7 @@ def _still_referenced(what: str, exc: ProtectedError) -> Conflict:
     )
 
 
-def version_delete(*, user: AbstractUser, version: AppVersion) -> None:
+def version_delete(*, user: User, version: AppVersion) -> None:
     """Delete a version and its package; refused while anything uses it."""
     app_require_manager(user, version.app)
     reasons = version_usage(version)
@@ -347,7 +346,7 @@ def version_delete(*, user: AbstractUser, version: AppVersion) -> None:
     transaction.on_commit(lambda: _delete_files(paths))
 
 
-def app_delete(*, user: AbstractUser, app: App) -> None:
+def app_delete(*, user: User, app: App) -> None:
     """Delete an app with all its versions; refused while work uses any of them."""
     app_require_manager(user, app)
     for version in app.versions.all():
@@ -366,7 +365,7 @@ def app_delete(*, user: AbstractUser, app: App) -> None:
 # ---------------------------------------------------------------- access
 
 
-def grant_access(*, user: AbstractUser, app: App, level: str, username: str = "", group_name: str = "") -> AppGrant:
+def grant_access(*, user: User, app: App, level: str, username: str = "", group_name: str = "") -> AppGrant:
     """Grant a user or a group access to an app (or change the level of an existing grant)."""
     app_require_manager(user, app)
     if level not in AccessLevel.values:
@@ -377,7 +376,7 @@ def grant_access(*, user: AbstractUser, app: App, level: str, username: str = ""
         grantee = get_user_model().objects.filter(username=username).first()
         if grantee is None:
             raise NotFound(f"There is no user {username!r}.")
-        lookup = {"user": grantee}
+        lookup: dict[str, Any] = {"user": grantee}
     else:
         group = Group.objects.filter(name=group_name).first()
         if group is None:
@@ -388,7 +387,7 @@ def grant_access(*, user: AbstractUser, app: App, level: str, username: str = ""
     return grant
 
 
-def grant_revoke(*, user: AbstractUser, app: App, grant_id: int) -> None:
+def grant_revoke(*, user: User, app: App, grant_id: int) -> None:
     app_require_manager(user, app)
     grant = AppGrant.objects.filter(app=app, pk=grant_id).select_related("user", "group").first()
     if grant is None:

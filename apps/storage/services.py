@@ -14,9 +14,10 @@ import os
 import posixpath
 from dataclasses import dataclass
 from datetime import datetime
+from typing import IO, Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.storage import default_storage
 
@@ -57,7 +58,7 @@ def normalize_path(raw: str) -> str:
     return "/".join(parts)
 
 
-def user_folder(user: AbstractUser) -> str:
+def user_folder(user: User) -> str:
     return f"users/{user.username}"
 
 
@@ -69,7 +70,7 @@ def _is_within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + "/")
 
 
-def can_access(user: AbstractUser, path: str) -> bool:
+def can_access(user: User, path: str) -> bool:
     """Whether ``user`` may read and write ``path`` (a normalized path)."""
     if user.is_superuser:
         return True
@@ -82,7 +83,7 @@ def can_access(user: AbstractUser, path: str) -> bool:
     return False
 
 
-def can_write_into(user: AbstractUser, folder: str) -> bool:
+def can_write_into(user: User, folder: str) -> bool:
     """Whether ``user`` may put files into ``folder`` (a normalized path): one they may access, and
     not a folder of the platform's own (the root, ``apps/``, ``apps/<app>/``, ``users/``)."""
     return (
@@ -90,7 +91,7 @@ def can_write_into(user: AbstractUser, folder: str) -> bool:
     )
 
 
-def _require(user: AbstractUser, path: str) -> None:
+def _require(user: User, path: str) -> None:
     if not can_access(user, path):
         # Not found, not forbidden: whether another user's file exists is not the caller's business.
         raise NotFound(f"There is no file or folder {path!r} you have access to.")
@@ -103,7 +104,7 @@ def _require_file_path(path: str) -> None:
         raise BadPath(f"{path!r} is a folder of the platform, not a file you can write or delete.")
 
 
-def _virtual_folders(user: AbstractUser, path: str) -> list[Entry] | None:
+def _virtual_folders(user: User, path: str) -> list[Entry] | None:
     """The folders above the ones a user can reach, which exist only as a view."""
     if path == "":
         if user.is_superuser:
@@ -122,7 +123,7 @@ def _virtual_folders(user: AbstractUser, path: str) -> list[Entry] | None:
     return None
 
 
-def storage_list(*, user: AbstractUser, path: str) -> list[Entry]:
+def storage_list(*, user: User, path: str) -> list[Entry]:
     """The folders and files directly inside ``path``."""
     path = normalize_path(path)
     virtual = _virtual_folders(user, path)
@@ -142,7 +143,7 @@ def storage_list(*, user: AbstractUser, path: str) -> list[Entry]:
     return entries
 
 
-def storage_open(*, user: AbstractUser, path: str) -> tuple[File, int]:
+def storage_open(*, user: User, path: str) -> tuple[File, int]:
     """Open a file to stream it; return the file and its size."""
     path = normalize_path(path)
     _require(user, path)
@@ -160,22 +161,28 @@ def storage_open(*, user: AbstractUser, path: str) -> tuple[File, int]:
 class LimitedReader(io.RawIOBase):
     """A read-only stream over a request body that refuses to go past ``limit`` bytes."""
 
-    def __init__(self, source, limit: int):
+    what = "file"  # what the body is, for the error message
+
+    def __init__(self, source: IO[bytes], limit: int):
         self.source, self.limit, self.count = source, limit, 0
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         chunk = self.source.read(len(buffer))
         self.count += len(chunk)
         if self.count > self.limit:
-            raise TooLarge(f"The file is over the limit of {self.limit} bytes.")
+            raise TooLarge(f"The {self.what} is over the limit of {self.limit} bytes.")
+        self.inspect(chunk)
         buffer[: len(chunk)] = chunk
         return len(chunk)
 
+    def inspect(self, chunk: bytes) -> None:
+        """Refuse a chunk by raising, before any of it is stored; a subclass checks its format here."""
 
-def storage_put(*, user: AbstractUser, path: str, stream, declared_length: int | None = None) -> Entry:
+
+def storage_put(*, user: User, path: str, stream: IO[bytes], declared_length: int | None = None) -> Entry:
     """Store a stream at ``path`` (replacing a file there), reading it in chunks."""
     path = normalize_path(path)
     _require(user, path)
@@ -209,7 +216,7 @@ def _is_folder(path: str) -> bool:
         return False
 
 
-def storage_delete(*, user: AbstractUser, path: str) -> None:
+def storage_delete(*, user: User, path: str) -> None:
     path = normalize_path(path)
     _require(user, path)
     _require_file_path(path)

@@ -24,6 +24,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -287,7 +288,7 @@ def launch(spec: LaunchSpec) -> SandboxedProcess:
     sandboxed = mode() == "bubblewrap"
     env = _environment(spec, sandboxed)
     app_command = [spec.interpreter, "-m", spec.module, *spec.args]
-    stdio = {
+    stdio: dict[str, Any] = {
         "stdin": subprocess.PIPE if spec.stdin else subprocess.DEVNULL,
         "stdout": subprocess.PIPE,
         "stderr": subprocess.STDOUT if spec.stderr_to_stdout else subprocess.PIPE,

@@ -86,7 +86,7 @@ def _parents() -> dict[str, Path]:
             parent = _prepare_v2(_join(mount, root, own["cgroup2"]))
             if parent is not None:
                 return {"v2": parent}
-    parents = {}
+    parents: dict[str, Path] = {}
     for mount, root, controllers in mounts:
         for name in ("pids", "memory"):
             if name in controllers and name in own and name not in parents:
@@ -143,7 +143,7 @@ class SandboxCgroup:
     @classmethod
     def _reusable(cls) -> SandboxCgroup | None:
         with cls._lock:
-            still = []
+            still: list[SandboxCgroup] = []
             for cgroup in cls._draining:
                 (cls._free if cgroup.is_empty() else still).append(cgroup)
             cls._draining[:] = still

@@ -137,8 +137,7 @@ def _guess_type(value: Any) -> str:
 
 def read_case(source: bytes | BinaryIO) -> CaseData:
     """Read a case from bytes or a binary file object."""
-    blob = source if isinstance(source, (bytes, bytearray, memoryview)) else source.read()
-    blob = memoryview(blob)
+    blob = memoryview(source if isinstance(source, (bytes, bytearray, memoryview)) else source.read())
     if bytes(blob[: len(MAGIC)]) != MAGIC:
         if bytes(blob[:7]) == MAGIC[:7]:
             raise CaseFormatError(f"this case was written in format {blob[7]}, which this version cannot read")

@@ -9,6 +9,7 @@ if pro_sdk.has_solution(h): ...read the solution (an interrupted MIP keeps its i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,8 +55,8 @@ class HighsLink:
 
     # An exception must not cross HiGHS's C++ frames (it would abandon the solve half-way, with
     # its worker threads): remember it, stop the solve cleanly, and raise it in finish().
-    def _guard(self, handler):
-        def guarded(event) -> None:
+    def _guard(self, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        def guarded(event: Any) -> None:
             if self.error is not None:
                 event.interrupt()
                 return
@@ -67,18 +68,18 @@ class HighsLink:
 
         return guarded
 
-    def on_log(self, event) -> None:
+    def on_log(self, event: Any) -> None:
         # HiGHS sends several lines at once or a line in pieces (IPX ends its lines separately).
         self._pending += event.message
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             self.ctx.log(line.rstrip())
 
-    def on_interrupt(self, event) -> None:
+    def on_interrupt(self, event: Any) -> None:
         if self.ctx.should_stop():
             event.interrupt()
 
-    def on_mip_progress(self, event) -> None:
+    def on_mip_progress(self, event: Any) -> None:
         data = event.data_out
         objective, bound, gap = _finite(data.mip_primal_bound), _finite(data.mip_dual_bound), _finite(data.mip_gap)
         nodes = int(data.mip_node_count)
@@ -130,7 +131,7 @@ def attach(h: highspy.Highs, ctx: SolveContextLike) -> HighsLink:
         raise ValueError("this Highs object is already attached to another solve context")
     link = HighsLink(h, ctx)
     link.subscribe()
-    h._pro_link = link
+    h._pro_link = link  # type: ignore[attr-defined]  # found again by getattr above
     return link
 
 

@@ -28,6 +28,8 @@ def load_app(folder: str | Path, manifest: Manifest | None = None) -> AppDefinit
     # A name unique per app keeps two apps with a module of the same name apart in one process.
     module_name = f"_pro_app_{manifest.name.replace('-', '_')}_{manifest.entry_point.split(':')[0].replace('.', '_')}"
     spec = importlib.util.spec_from_file_location(module_name, module_file)
+    if spec is None or spec.loader is None:
+        raise ManifestError("bad_entry_point", f"entry point module {manifest.entry_module_path} cannot be imported")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(folder))
     try:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 SDK_VERSION = "1.0"
 
@@ -181,6 +181,9 @@ class OutputDef(ParameterDef):
     kind = "output"
 
 
+Value = TypeVar("Value", bound=ParameterDef)
+
+
 @dataclass
 class ProcedureDef:
     """A callable the WebUI can run: solver-less in the session, or a solve as a job."""
@@ -280,12 +283,12 @@ class AppDefinition:
         self.name = name
         self.title = title or name
         self.description = description
-        self.identifiers: dict[str, Identifier] = {}
+        self.identifiers: dict[str, SetDef | ParameterDef] = {}
         self.procedures: dict[str, ProcedureDef] = {}
         self.pages: list[PageDef] = []
 
     # declarations -------------------------------------------------------
-    def _add(self, identifier: Identifier) -> Any:
+    def _add(self, identifier: SetDef | ParameterDef) -> Any:
         if not NAME_RE.match(identifier.name):
             raise AppDefinitionError(f"{identifier.name!r} is not a valid identifier name")
         if identifier.name in self.identifiers or identifier.name in self.procedures:
@@ -301,18 +304,18 @@ class AppDefinition:
 
     def _value_def(
         self,
-        cls: type[ParameterDef],
+        cls: type[Value],
         name: str,
-        index,
-        value_type,
-        default,
-        unit,
-        title,
-        description,
-        data,
-        minimum,
-        maximum,
-    ):
+        index: Iterable[SetDef],
+        value_type: str,
+        default: Any,
+        unit: str,
+        title: str,
+        description: str,
+        data: Any,
+        minimum: float | None,
+        maximum: float | None,
+    ) -> Value:
         if value_type not in VALUE_TYPES:
             raise AppDefinitionError(f"{name!r}: type must be one of {sorted(VALUE_TYPES)}, not {value_type!r}")
         index = tuple(index)
@@ -379,7 +382,7 @@ class AppDefinition:
             raise AppDefinitionError(f"{name!r} is declared twice")
         definition = ProcedureDef(name, function, title, is_solve, time_limit)
         self.procedures[name] = definition
-        function.__pro_procedure__ = definition
+        function.__pro_procedure__ = definition  # type: ignore[attr-defined]  # the marker the loader finds
         return function
 
     def procedure(self, title: str = "") -> Callable[[Callable], Callable]:
@@ -461,7 +464,7 @@ class Data:
             values[key] = definition.check(given.get(key, definition.default), key)
         return values
 
-    def definition(self, name: str) -> Identifier:
+    def definition(self, name: str) -> SetDef | ParameterDef:
         try:
             return self.app.identifiers[name]
         except KeyError:

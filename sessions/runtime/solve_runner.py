@@ -20,7 +20,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from . import netforward
 
@@ -33,7 +33,7 @@ EXIT_MEMORY = 3
 class ServerSolveContext:
     """The :class:`~sessions.runtime.sdk.SolveContext` of a job on a server."""
 
-    def __init__(self, workdir: Path, time_limit: float | None, control):
+    def __init__(self, workdir: Path, time_limit: float | None, control: TextIO):
         from .sdk import SolveContext
 
         self._base = SolveContext(time_limit=time_limit)
@@ -44,7 +44,13 @@ class ServerSolveContext:
     def log(self, line: str) -> None:
         print(line, flush=True)
 
-    def progress(self, fraction=None, message: str = "", objective=None, bound=None) -> None:
+    def progress(
+        self,
+        fraction: float | None = None,
+        message: str = "",
+        objective: float | None = None,
+        bound: float | None = None,
+    ) -> None:
         self._send(
             {"type": "progress", "fraction": fraction, "message": message, "objective": objective, "bound": bound}
         )
