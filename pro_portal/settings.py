@@ -378,3 +378,24 @@ PRO_SANDBOX_TMP_MB = env_int("PRO_SANDBOX_TMP_MB", 1024, minimum=16)  # size of 
 PRO_SESSION_MEMORY_MB = env_int("PRO_SESSION_MEMORY_MB", 4096, minimum=64)  # per data session
 PRO_VERIFY_MEMORY_MB = env_int("PRO_VERIFY_MEMORY_MB", 2048, minimum=64)
 PRO_SESSION_LOG_BYTES = env_int("PRO_SESSION_LOG_BYTES", 10 * 1024 * 1024, minimum=0)  # a session's own output kept
+
+# ---------------------------------------------------------------- runtimes and app environments
+
+# Public keys (``ed25519:<base64>``, from ``pro runtime keygen``) whose signed runtimes this node
+# accepts; comma- or line-separated, or in a file named by PRO_RUNTIME_TRUSTED_KEYS_FILE.
+PRO_RUNTIME_TRUSTED_KEYS = [
+    line.strip() for line in env_str("PRO_RUNTIME_TRUSTED_KEYS").replace(",", "\n").splitlines() if line.strip()
+]
+PRO_MAX_RUNTIME_BYTES = env_int("PRO_MAX_RUNTIME_BYTES", 4 * 1024**3, minimum=1024)
+PRO_MAX_WHEEL_BYTES = env_int("PRO_MAX_WHEEL_BYTES", 512 * 1024**2, minimum=1024)
+# Where environments are built from: a package index the nodes reach (through the sandbox's proxy),
+# and the wheelhouse admins upload to storage. Empty: the wheelhouse only.
+PRO_PACKAGE_INDEX_URL = env_str("PRO_PACKAGE_INDEX_URL", "https://pypi.org/simple")
+PRO_ENV_BUILD_TIMEOUT = env_int("PRO_ENV_BUILD_TIMEOUT", 1800, minimum=10)
+PRO_ENV_BUILD_MEMORY_MB = env_int("PRO_ENV_BUILD_MEMORY_MB", 4096, minimum=256)
+# Unpacked runtimes and environments of this machine's nodes, and how long an unused one stays.
+PRO_ENV_CACHE_DIR = Path(env_str("PRO_ENV_CACHE_DIR", str(DATA_DIR / "env-cache"))).resolve()
+PRO_ENV_CACHE_DAYS = env_float("PRO_ENV_CACHE_DAYS", 14, minimum=0)
+# Interpreters of other Python versions for runtimes that ask for them (the platform's own base
+# interpreter serves its version).
+PRO_PYTHONS = env_list("PRO_PYTHONS", [])

@@ -289,9 +289,9 @@ def job_claim_next(*, node: str) -> Job | None:
             progress={},
         )
         if claimed:
-            return Job.objects.select_related("app_version__app", "app_version__runtime", "owner", "input_case").get(
-                pk=job_id
-            )
+            return Job.objects.select_related(
+                "app_version__app", "app_version__runtime", "app_version__environment", "owner", "input_case"
+            ).get(pk=job_id)
     return None
 
 

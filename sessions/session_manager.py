@@ -18,6 +18,7 @@ import logging
 import socket
 import threading
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -25,6 +26,7 @@ from django.db import connection
 
 from apps.accounts.models import ApiTicket
 from apps.accounts.services import ticket_issue_for_user, ticket_revoke
+from apps.catalog.environments import version_python
 from apps.catalog.keys import platform_private_key
 from sessions.runtime import package
 
@@ -40,10 +42,16 @@ START_TIMEOUT = 20.0
 API_SOCKET = "/pro/api.sock"  # where a session's sandbox sees its relay to the API
 
 
+# (interpreter, package folders): what an app version runs with (apps.catalog.environments), and
+# what a warm interpreter was started with.
+Python = tuple[str, tuple[Path, ...]]
+POOL_USE_SECONDS = 600.0  # an environment's pool lasts this long after its last launch
+
+
 class WarmInterpreter:
     """A session process started ahead of need in its sandbox, waiting for its launch order on stdin."""
 
-    def __init__(self, interpreter: str, relay: Relays, grant: NetworkGrant | None = None):
+    def __init__(self, python: Python, relay: Relays, grant: NetworkGrant | None = None):
         self.workdir = launcher.new_workdir("session")
         (self.workdir / "app").mkdir()  # mounted read-only; the package is extracted into it later
         self.api_socket = self.workdir.with_name(self.workdir.name + ".sock")
@@ -54,7 +62,8 @@ class WarmInterpreter:
         self.process = launcher.launch(
             launcher.LaunchSpec(
                 name=self.workdir.name,
-                interpreter=interpreter,
+                interpreter=python[0],
+                site_dirs=python[1],
                 module="sessions.runtime.session_server",
                 args=["--pool"],
                 workdir=self.workdir,
@@ -118,24 +127,50 @@ class SessionManager:
     def __init__(self, node: str, pool_size: int | None = None):
         self.node = node
         self.pool_size = settings.PRO_SESSION_POOL if pool_size is None else pool_size
-        self.pool: dict[str, list[WarmInterpreter]] = {}
+        self.pool: dict[Python, list[WarmInterpreter]] = {}
+        self.launches: dict[Python, list[float]] = {}  # recent launch times, which size the pools
         self.running: dict[str, RunningSession] = {}
         self.relay = relays()
 
     # ------------------------------------------------------------ pool
-    def _take_warm(self, interpreter: str) -> WarmInterpreter:
-        warm = self.pool.setdefault(interpreter, [])
+    def _take_warm(self, python: Python) -> WarmInterpreter:
+        self.launches.setdefault(python, []).append(time.monotonic())
+        warm = self.pool.setdefault(python, [])
         while warm:
             candidate = warm.pop(0)
             if candidate.process.poll() is None and candidate.wait_ready(START_TIMEOUT):
                 return candidate
             candidate.discard()
-        return WarmInterpreter(interpreter, self.relay)
+        return WarmInterpreter(python, self.relay)
 
-    def refill_pool(self, interpreter: str) -> None:
-        warm = self.pool.setdefault(interpreter, [])
-        while len(warm) < self.pool_size:
-            warm.append(WarmInterpreter(interpreter, self.relay))
+    def pool_sizes(self, default: Python | None) -> dict[Python, int]:
+        """How many warm interpreters each Python gets: the default runtime's the full pool, every
+        other as many as it had launches in the last ``POOL_USE_SECONDS`` (up to the pool size)."""
+        since = time.monotonic() - POOL_USE_SECONDS
+        sizes = {}
+        for python, times in list(self.launches.items()):
+            times[:] = [t for t in times if t > since]
+            if times:
+                sizes[python] = min(self.pool_size, len(times))
+            else:
+                del self.launches[python]
+        if default is not None:
+            sizes[default] = self.pool_size
+        return sizes
+
+    def refill_pools(self, default: Python | None) -> None:
+        sizes = self.pool_sizes(default)
+        for python in list(self.pool):
+            if python not in sizes:
+                for warm in self.pool.pop(python):
+                    warm.discard()
+        for python, size in sizes.items():
+            self.refill_pool(python, size)
+
+    def refill_pool(self, python: Python, size: int | None = None) -> None:
+        warm = self.pool.setdefault(python, [])
+        while len(warm) < (self.pool_size if size is None else size):
+            warm.append(WarmInterpreter(python, self.relay))
 
     # ------------------------------------------------------------ starting
     def start(self, session: DataSession) -> None:
@@ -145,11 +180,9 @@ class SessionManager:
             with default_storage.open(version.package_path, "rb") as handle:
                 archive = package.decrypt(handle.read(), platform_private_key())
             grant = grant_of(version.app)
+            python = version_python(version)
             # The warm pool has no grants: an app with network grants gets a sandbox of its own.
-            if grant:
-                warm = WarmInterpreter(version.runtime.interpreter, self.relay, grant)
-            else:
-                warm = self._take_warm(version.runtime.interpreter)
+            warm = WarmInterpreter(python, self.relay, grant) if grant else self._take_warm(python)
             package.extract_archive(archive, warm.workdir / "app")
             scope = {"session": str(session.pk), "app": version.app.name}
             raw_ticket, ticket = ticket_issue_for_user(
@@ -248,9 +281,7 @@ class SessionManager:
         launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
         launcher.remove_leftovers("session")
         self.mark_orphans()
-        from apps.catalog.models import Runtime
-
-        interpreters = list(Runtime.objects.values_list("interpreter", flat=True))
+        default = self._default_python()
         last_reconcile = 0.0
         while not stopping.is_set():
             try:
@@ -258,8 +289,7 @@ class SessionManager:
                 if time.monotonic() - last_reconcile > 1.0:
                     last_reconcile = time.monotonic()
                     self.reconcile()
-                    for interpreter in interpreters:
-                        self.refill_pool(interpreter)
+                    self.refill_pools(default)
             except Exception:
                 logger.exception("The session manager's loop failed; trying again")
                 started = False
@@ -267,6 +297,14 @@ class SessionManager:
                 stopping.wait(settings.PRO_JOB_POLL_SECONDS)
         self.shutdown()
         connection.close()
+
+    @staticmethod
+    def _default_python() -> Python | None:
+        """What most apps run with: the built-in runtime, alone."""
+        from apps.catalog.models import Runtime
+
+        builtin = Runtime.objects.filter(is_builtin=True).first()
+        return (builtin.interpreter, ()) if builtin is not None else None
 
     def shutdown(self) -> None:
         for session_id, running in list(self.running.items()):

@@ -33,6 +33,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 
+from apps.catalog.environments import version_python
 from apps.catalog.keys import platform_private_key
 from apps.storage import services as storage
 from pro_portal.errors import ApplicationError
@@ -129,9 +130,11 @@ class SolveSupervisor:
 
     def _start(self) -> None:
         control_read, control_write = os.pipe()
+        interpreter, site_dirs = version_python(self.job.app_version)
         spec = launcher.LaunchSpec(
             name=self.workdir.name,
-            interpreter=self.job.app_version.runtime.interpreter,
+            interpreter=interpreter,
+            site_dirs=site_dirs,
             module="sessions.runtime.solve_runner",
             args=[launcher.work_path(self.workdir)],
             workdir=self.workdir,

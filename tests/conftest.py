@@ -101,7 +101,7 @@ def pack(make_app_folder, platform_public_key):
 
 @pytest.fixture
 def runtime(db):
-    from apps.catalog.services import runtime_ensure_builtin
+    from apps.catalog.runtimes import runtime_ensure_builtin
 
     return runtime_ensure_builtin()
 

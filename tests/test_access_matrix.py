@@ -32,6 +32,10 @@ OWNER_GET_EXCEPTIONS = {
     "job-action": (405, b""),
     "session-action": (405, b""),
     "app-manage": (405, b""),
+    # Runtimes, environments and the wheelhouse are the admins' (alice publishes, she is no admin).
+    "runtime": (403, b""),
+    "environment": (403, b""),
+    "wheel": (405, b""),
 }
 
 
@@ -94,6 +98,9 @@ def object_paths(world) -> dict[str, str]:
         "api:session-restart": f"/api/v1/sessions/{session}/restart",
         "api:case": f"/api/v1/cases/{case}",
         "api:storage": "/api/v1/storage/users/alice/secret.txt",
+        "api:runtime": f"/api/v1/runtimes/{world['version'].runtime.key}",
+        "api:environment": "/api/v1/environments/0123abcd",
+        "api:wheel": "/api/v1/wheelhouse/tiny-1.0-py3-none-any.whl",
         "portal:app": f"/apps/{app}/",
         "portal:app-manage": f"/apps/{app}/manage",
         "portal:launch": f"/launch/{app}/{v}",

@@ -155,7 +155,7 @@ def test_unknown_version_and_app(api, alice, published):
 
 
 def test_runtimes_listed(api, carol, runtime):
-    assert [r["key"] for r in api(carol).get("/api/v1/runtimes").json()] == ["py311-highs"]
+    assert [r["key"] for r in api(carol).get("/api/v1/runtimes").json()] == ["py311-highs@1.0"]
 
 
 def test_icon(api, alice, carol, runtime, make_app_folder, platform_public_key):

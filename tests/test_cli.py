@@ -181,7 +181,7 @@ def test_app_pack_publish_and_manage_versions(
 
     shown = alice_pro.run("app", "show", "cli-demo").stdout
     assert shown.splitlines()[0] == "Cli-Demo (cli-demo), category General, owner alice, your access: manager"
-    assert table(shown.split("\n", 1)[1])["1.0.0"][:3] == ["1.0.0", "latest", "py311-highs"]
+    assert table(shown.split("\n", 1)[1])["1.0.0"][:3] == ["1.0.0", "latest", "py311-highs@1.0"]
 
     # A second version, published without the latest tag.
     second = tmp_path / "cli-demo-2.proapp"
@@ -192,19 +192,19 @@ def test_app_pack_publish_and_manage_versions(
     verify_pending()
     versions = table(alice_pro.run("app", "show", "cli-demo").stdout.split("\n", 1)[1])
     assert versions["1.0.0"][1] == "latest"
-    assert versions["2.0.0"][1] == "py311-highs"  # no tag, not hidden
+    assert versions["2.0.0"][1] == "py311-highs@1.0"  # no tag, not hidden
 
     assert alice_pro.run("app", "latest", "cli-demo", "2.0.0").stdout.strip() == "cli-demo 2.0.0: latest done."
     versions = table(alice_pro.run("app", "show", "cli-demo").stdout.split("\n", 1)[1])
     assert versions["2.0.0"][1] == "latest"
-    assert versions["1.0.0"][1] == "py311-highs"
+    assert versions["1.0.0"][1] == "py311-highs@1.0"
 
     alice_pro.run("app", "hide", "cli-demo", "1.0.0")
     versions = table(alice_pro.run("app", "show", "cli-demo").stdout.split("\n", 1)[1])
-    assert versions["1.0.0"][1:3] == ["hidden", "py311-highs"]
+    assert versions["1.0.0"][1:3] == ["hidden", "py311-highs@1.0"]
     alice_pro.run("app", "unhide", "cli-demo", "1.0.0")
     versions = table(alice_pro.run("app", "show", "cli-demo").stdout.split("\n", 1)[1])
-    assert versions["1.0.0"][1] == "py311-highs"
+    assert versions["1.0.0"][1] == "py311-highs@1.0"
 
     # The version carrying the latest tag cannot be deleted; another one can.
     stderr = alice_pro.fails("app", "delete", "cli-demo", "2.0.0")

@@ -38,7 +38,7 @@ def test_publisher_uploads_new_app(api, alice, runtime, pack):
     assert body["category"] == "Logistics"
     assert body["access"] == "manager"
     [version] = body["versions"]
-    assert version["is_latest"] and version["runtime"] == "py311-highs"
+    assert version["is_latest"] and version["runtime"] == "py311-highs@1.0"
     assert version["launch_url"] == "/launch/transport-demo/1.2.0"
     assert version["pages"] == ["Data"]
 

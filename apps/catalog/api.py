@@ -1,5 +1,7 @@
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -7,21 +9,28 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from pro_portal.errors import NotFound
 from pro_portal.openapi import ERROR
-from pro_portal.uploads import read_uploaded_bytes
+from pro_portal.uploads import read_uploaded_bytes, uploaded_stream
 
-from . import selectors, services
+from . import runtimes, selectors, services
 from .keys import platform_key_id, platform_public_key_pem
 from .serializers import (
     AppOut,
     AppPatch,
+    EnvironmentDetailOut,
+    EnvironmentOut,
     GrantIn,
     GrantOut,
     PublisherKeyOut,
     PublishForm,
+    RuntimeDetailOut,
+    RuntimeForm,
     RuntimeOut,
+    RuntimePatch,
     VersionOut,
     VersionPatch,
+    WheelOut,
     publish_make_latest,
 )
 
@@ -52,9 +61,88 @@ class PublisherKeyApi(APIView):
 
 
 class RuntimeListApi(APIView):
+    parser_classes = [MultiPartParser]
+
     @extend_schema(responses=RuntimeOut(many=True))
     def get(self, request):
         return Response(RuntimeOut(selectors.runtimes(), many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": RuntimeForm, "application/octet-stream": bytes},
+        responses={
+            201: RuntimeOut,
+            400: OpenApiResponse(ERROR.response, description="Unsigned, untrusted, tampered or malformed."),
+            403: ERROR,
+            409: ERROR,
+            413: ERROR,
+        },
+        description="Admins: add a signed runtime file (.proruntime, from `pro runtime build`).",
+    )
+    def post(self, request):
+        stream = uploaded_stream(request._request, "file", settings.PRO_MAX_RUNTIME_BYTES, "runtime file")
+        runtime = runtimes.runtime_add(user=request.user, stream=stream, request=request)
+        return Response(RuntimeOut(selectors.runtimes().get(pk=runtime.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class RuntimeDetailApi(APIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses={200: RuntimeDetailOut, 403: ERROR, 404: ERROR})
+    def get(self, request, key: str):
+        return Response(RuntimeDetailOut(selectors.runtime_detail(request.user, key)).data)
+
+    @extend_schema(request=RuntimePatch, responses={200: RuntimeOut, 403: ERROR, 404: ERROR})
+    def patch(self, request, key: str):
+        selectors.runtime_detail(request.user, key)  # who may, and which, before what
+        body = RuntimePatch(data=request.data)
+        body.is_valid(raise_exception=True)
+        runtimes.runtime_deprecate(
+            user=request.user, key=key, deprecated=body.validated_data["deprecated"], request=request
+        )
+        return Response(RuntimeOut(selectors.runtimes().get(key=key)).data)
+
+    @extend_schema(responses={204: None, 403: ERROR, 404: ERROR, 409: ERROR})
+    def delete(self, request, key: str):
+        runtimes.runtime_delete(user=request.user, key=key, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EnvironmentListApi(APIView):
+    @extend_schema(responses={200: EnvironmentOut(many=True), 403: ERROR})
+    def get(self, request):
+        return Response(EnvironmentOut(selectors.environments(request.user), many=True).data)
+
+
+class EnvironmentDetailApi(APIView):
+    @extend_schema(responses={200: EnvironmentDetailOut, 403: ERROR, 404: ERROR})
+    def get(self, request, key: str):
+        environment = selectors.environments(request.user).filter(key=key).first()
+        if environment is None:
+            raise NotFound(f"There is no environment {key!r}.")
+        return Response(EnvironmentDetailOut(environment).data)
+
+
+class WheelhouseApi(APIView):
+    @extend_schema(responses={200: WheelOut(many=True), 403: ERROR})
+    def get(self, request):
+        return Response(WheelOut(selectors.wheelhouse_files(request.user), many=True).data)
+
+
+class WheelApi(APIView):
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={201: WheelOut, 400: ERROR, 403: ERROR, 413: ERROR},
+        description="Admins: add a wheel for builds on nodes without a package index.",
+    )
+    def put(self, request, name: str):
+        stream = uploaded_stream(request._request, "file", settings.PRO_MAX_WHEEL_BYTES, "wheel")
+        runtimes.wheelhouse_add(user=request.user, name=name, stream=stream, request=request)
+        return Response(WheelOut({"name": name, "size": default_storage.size(f"wheelhouse/{name}")}).data, status=201)
+
+    @extend_schema(responses={204: None, 403: ERROR, 404: ERROR})
+    def delete(self, request, name: str):
+        runtimes.wheelhouse_delete(user=request.user, name=name, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AppListApi(APIView):

@@ -16,7 +16,8 @@ from sessions.runtime.manifest import read_author_manifest
 
 from .keys import platform_private_key
 from .models import AccessLevel, App
-from .services import app_publish, grant_access, runtime_ensure_builtin
+from .runtimes import runtime_ensure_builtin
+from .services import app_publish, grant_access
 from .verification import version_verify
 
 

@@ -10,17 +10,75 @@ from sessions.runtime.manifest import version_key
 
 
 class Runtime(models.Model):
-    """An execution environment that runs apps: a Python interpreter with the SDK and solvers."""
+    """A named, versioned base environment apps run on: ``py311-highs@1.2``.
 
-    key = models.SlugField(max_length=64, unique=True, help_text="What a manifest's 'runtime' field names.")
+    The built-in runtime is the platform's own interpreter. Every other runtime is a signed
+    ``.proruntime`` file in storage (:mod:`sessions.runtime.runtime_file`): a Python version and
+    the packages of a lock file, checked by every node against its trusted keys before first use.
+    """
+
+    key = models.CharField(max_length=64, unique=True, help_text="name@version, e.g. py311-highs@1.2.")
+    name = models.SlugField(max_length=48, db_index=True, default="", help_text="The family, e.g. py311-highs.")
+    version = models.CharField(max_length=32, default="")
+    python = models.CharField(max_length=8, default="3.11", help_text="The Python version, e.g. 3.11.")
     title = models.CharField(max_length=200)
-    interpreter = models.CharField(max_length=500, help_text="The Python executable on every node.")
     description = models.TextField(blank=True)
+    interpreter = models.CharField(
+        max_length=500, blank=True, help_text="Built-in runtime only: the platform's own Python executable."
+    )
     is_builtin = models.BooleanField(default=False)
+    lock = models.TextField(blank=True, help_text="The lock file (with hashes) it was built from.")
+    packages = models.JSONField(default=dict, blank=True, help_text="Package name to version.")
+    file_path = models.CharField(max_length=500, blank=True, help_text="Storage path of the signed file.")
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    file_size = models.BigIntegerField(default=0)
+    signer = models.CharField(max_length=32, blank=True, help_text="Id of the key that signed it.")
+    deprecated_at = models.DateTimeField(
+        null=True, blank=True, help_text="Deprecated: new publishes may not choose it; its app versions still run."
+    )
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
 
     def __str__(self) -> str:
         return self.key
+
+    @property
+    def is_deprecated(self) -> bool:
+        return self.deprecated_at is not None
+
+
+class EnvironmentState(models.TextChoices):
+    PENDING = "pending"
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Environment(models.Model):
+    """An app's packages installed on top of a runtime; shared by every app version with the same needs.
+
+    Its key is the hash of the runtime and the sorted requirements. Built once (in a sandbox),
+    stored as an archive, and unpacked into each node's cache on first use, checked by hash.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    runtime = models.ForeignKey(Runtime, on_delete=models.PROTECT, related_name="environments")
+    requirements = models.JSONField(default=list, help_text="The exact pins apps asked for, sorted.")
+    state = models.CharField(max_length=16, choices=EnvironmentState.choices, default=EnvironmentState.PENDING)
+    build_log = models.TextField(blank=True, help_text="The installer's output of the last build.")
+    packages = models.JSONField(default=dict, blank=True, help_text="What the build installed: name to version.")
+    archive_path = models.CharField(max_length=500, blank=True)
+    archive_sha256 = models.CharField(max_length=64, blank=True)
+    archive_size = models.BigIntegerField(default=0)
+    installed_size = models.BigIntegerField(default=0, help_text="Bytes on a node's disk once unpacked.")
+    created_at = models.DateTimeField(default=timezone.now)
+    build_started_at = models.DateTimeField(null=True, blank=True)
+    built_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.runtime.key} + {', '.join(self.requirements)}"
 
 
 class App(models.Model):
@@ -74,6 +132,17 @@ class AppVersion(models.Model):
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=64)
     runtime = models.ForeignKey(Runtime, on_delete=models.PROTECT, related_name="app_versions")
+    runtime_requested = models.CharField(
+        max_length=64, blank=True, help_text="What the manifest asked for, e.g. py311-highs@1 (the newest 1.x)."
+    )
+    environment = models.ForeignKey(
+        "Environment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="app_versions",
+        help_text="The packages of its requirements, when it has any.",
+    )
     manifest = models.JSONField(help_text="The validated manifest, with the app's declared interface.")
     package_path = models.CharField(max_length=500, help_text="Storage path of the encrypted package.")
     package_size = models.BigIntegerField()

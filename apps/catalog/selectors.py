@@ -7,9 +7,11 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db.models import Count, Q, QuerySet
 
-from pro_portal.errors import NotFound
+from pro_portal.errors import Forbidden, NotFound
 
-from .models import MANAGER_ACCESS, AccessLevel, App, AppGrant, AppVersion, Runtime, VerificationState
+from .models import MANAGER_ACCESS, AccessLevel, App, AppGrant, AppVersion, Environment, Runtime, VerificationState
+
+WHEELHOUSE = "wheelhouse"  # the storage folder of the wheels admins uploaded
 
 
 def apps_for_user(user: User) -> QuerySet[App]:
@@ -52,7 +54,7 @@ def versions_for_user(user: User, app: App) -> list[AppVersion]:
 
     Those who manage the app see them all; users see the verified versions that are not hidden.
     """
-    versions = app.versions.select_related("runtime", "published_by")
+    versions = app.versions.select_related("runtime", "published_by", "environment")
     if not app_can_manage(user, app):
         versions = versions.filter(is_hidden=False, verification_state=VerificationState.VERIFIED)
     return sorted(versions, key=lambda v: v.sort_key, reverse=True)
@@ -113,7 +115,38 @@ def app_icon_open(app: App) -> File:
 
 
 def runtimes() -> QuerySet[Runtime]:
-    return Runtime.objects.order_by("key")
+    """Every runtime, with how many app versions use each."""
+    return Runtime.objects.annotate(app_version_count=Count("app_versions")).order_by("name", "-created_at")
+
+
+def runtime_detail(user: User, key: str) -> Runtime:
+    """A runtime with its environments and the versions using them (admins only)."""
+    if not user.is_superuser:
+        raise Forbidden("Only admins see a runtime's details.")
+    runtime = (
+        runtimes()
+        .prefetch_related("app_versions__app", "environments__app_versions__app", "environments__runtime")
+        .filter(key=key)
+        .first()
+    )
+    if runtime is None:
+        raise NotFound(f"There is no runtime {key!r}.")
+    return runtime
+
+
+def environments(user: User) -> QuerySet[Environment]:
+    if not user.is_superuser:
+        raise Forbidden("Only admins see the app environments.")
+    return Environment.objects.select_related("runtime").prefetch_related("app_versions__app").order_by("-created_at")
+
+
+def wheelhouse_files(user: User) -> list[dict]:
+    if not user.is_superuser:
+        raise Forbidden("Only admins see the wheelhouse.")
+    if not default_storage.exists(WHEELHOUSE):
+        return []
+    names = sorted(default_storage.listdir(WHEELHOUSE)[1])
+    return [{"name": name, "size": default_storage.size(f"{WHEELHOUSE}/{name}")} for name in names]
 
 
 def grants_of(app: App) -> QuerySet[AppGrant]:

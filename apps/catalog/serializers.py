@@ -4,17 +4,94 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import AccessLevel, App, AppGrant, AppVersion, Runtime
+from .models import AccessLevel, App, AppGrant, AppVersion, Environment, Runtime
 
 
 class RuntimeOut(serializers.ModelSerializer):
+    deprecated = serializers.BooleanField(source="is_deprecated")
+    app_versions = serializers.IntegerField(source="app_version_count", default=0)
+
     class Meta:
         model = Runtime
-        fields = ["key", "title", "description", "is_builtin"]
+        fields = [
+            "key",
+            "name",
+            "version",
+            "python",
+            "title",
+            "description",
+            "is_builtin",
+            "deprecated",
+            "deprecated_at",
+            "packages",
+            "signer",
+            "file_size",
+            "created_at",
+            "app_versions",
+        ]
+
+
+class EnvironmentOut(serializers.ModelSerializer):
+    runtime = serializers.CharField(source="runtime.key")
+    app_versions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Environment
+        fields = [
+            "key",
+            "runtime",
+            "requirements",
+            "state",
+            "packages",
+            "archive_size",
+            "installed_size",
+            "created_at",
+            "built_at",
+            "app_versions",
+        ]
+
+    def get_app_versions(self, environment: Environment) -> list[str]:
+        return [f"{v.app.name} {v.version}" for v in environment.app_versions.all()]
+
+
+class EnvironmentDetailOut(EnvironmentOut):
+    class Meta(EnvironmentOut.Meta):
+        fields = [*EnvironmentOut.Meta.fields, "build_log"]
+
+
+class RuntimeDetailOut(RuntimeOut):
+    environments = EnvironmentOut(many=True)
+    used_by = serializers.SerializerMethodField()
+
+    class Meta(RuntimeOut.Meta):
+        fields = [*RuntimeOut.Meta.fields, "lock", "file_sha256", "environments", "used_by"]
+
+    def get_used_by(self, runtime: Runtime) -> list[str]:
+        return [f"{v.app.name} {v.version}" for v in runtime.app_versions.all()]
+
+
+class RuntimeForm(serializers.Serializer):
+    file = serializers.FileField(help_text="The signed runtime file (.proruntime).")
+
+
+class RuntimePatch(serializers.Serializer):
+    deprecated = serializers.BooleanField(help_text="Deprecated runtimes are not chosen for new publishes.")
+
+
+class WheelOut(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField()
+
+
+class VersionEnvironmentOut(serializers.ModelSerializer):
+    class Meta:
+        model = Environment
+        fields = ["key", "requirements", "state", "packages", "installed_size", "built_at"]
 
 
 class VersionOut(serializers.ModelSerializer):
     runtime = serializers.CharField(source="runtime.key")
+    environment = VersionEnvironmentOut(allow_null=True)
     published_by = serializers.CharField(source="published_by.username", default=None, allow_null=True)
     is_latest = serializers.BooleanField()
     launch_url = serializers.SerializerMethodField()
@@ -26,6 +103,8 @@ class VersionOut(serializers.ModelSerializer):
         fields = [
             "version",
             "runtime",
+            "runtime_requested",
+            "environment",
             "is_latest",
             "is_hidden",
             "published_by",

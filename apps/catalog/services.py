@@ -6,7 +6,6 @@ import hashlib
 import ipaddress
 import logging
 import re
-import sys
 from collections import Counter
 from pathlib import PurePosixPath
 from typing import Any
@@ -27,31 +26,17 @@ from pro_portal.errors import ApplicationError, Conflict, Forbidden, NotFound, T
 from sessions.runtime import package
 from sessions.runtime.manifest import Manifest
 
+from .environments import environment_for
 from .keys import platform_private_key
 from .models import AccessLevel, App, AppGrant, AppVersion, Runtime, VerificationState
+from .runtimes import runtime_resolve
 from .selectors import app_can_manage, version_usage
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_RUNTIME = "py311-highs"
-
 
 class PackageRefused(ApplicationError):
     """A package failed validation; its ``code`` is the package error's code."""
-
-
-def runtime_ensure_builtin() -> Runtime:
-    """The runtime every node has: the platform's own interpreter, with the SDK and HiGHS."""
-    runtime, _ = Runtime.objects.update_or_create(
-        key=BUILTIN_RUNTIME,
-        defaults={
-            "title": "Python 3.11 with HiGHS",
-            "interpreter": sys.executable,
-            "description": "The platform's own Python environment: the app SDK, highspy and numpy.",
-            "is_builtin": True,
-        },
-    )
-    return runtime
 
 
 # ---------------------------------------------------------------- publishing
@@ -87,13 +72,10 @@ def package_validate(blob: bytes) -> tuple[Manifest, bytes]:
 def _check_publish_rights(user: User, manifest: Manifest) -> tuple[App | None, Runtime]:
     if not user_is_publisher(user):
         raise Forbidden("Only publishers and admins can publish apps.")
-    runtime = Runtime.objects.filter(key=manifest.runtime).first()
-    if runtime is None:
-        known = ", ".join(Runtime.objects.order_by("key").values_list("key", flat=True)) or "none"
-        raise PackageRefused(
-            f"The package needs runtime {manifest.runtime!r}, which this platform does not have (it has: {known}).",
-            code="unknown_runtime",
-        )
+    try:
+        runtime = runtime_resolve(manifest.runtime)
+    except ApplicationError as exc:
+        raise PackageRefused(f"The package needs runtime {manifest.runtime!r}: {exc}", code="unknown_runtime") from None
     app = App.objects.filter(name=manifest.name).first()
     if app is not None:
         if not app_can_manage(user, app):
@@ -176,6 +158,8 @@ def _record_version(user: User, manifest: Manifest, blob: bytes, stored: list[st
                 app=app,
                 version=manifest.version,
                 runtime=runtime,
+                runtime_requested=manifest.runtime,
+                environment=environment_for(runtime, manifest.requirements),
                 manifest=manifest.to_dict(),
                 package_path=stored[0],
                 package_size=len(blob),

@@ -17,8 +17,9 @@ from django.utils import timezone
 from sessions import launcher
 from sessions.runtime import package
 
+from .environments import environment_build, version_python
 from .keys import platform_private_key
-from .models import AppVersion, VerificationState
+from .models import AppVersion, EnvironmentState, VerificationState
 from .services import version_promote
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,24 @@ logger = logging.getLogger(__name__)
 VERIFY_TIMEOUT = 120  # seconds an app may take to import and declare itself
 
 
+def _build_environment(version: AppVersion) -> str:
+    """Build the version's environment if it has requirements; an error message if that failed."""
+    if version.environment is None:
+        return ""
+    environment = environment_build(version.environment)
+    if environment.state == EnvironmentState.READY:
+        return ""
+    return f"The app's environment ({', '.join(environment.requirements)}) could not be built:\n" + (
+        environment.build_log[-8000:].strip() or "no output"
+    )
+
+
 def _run_verification(version: AppVersion) -> tuple[bool, str]:
-    """Import the app in its sandbox (no network) and compare it with its manifest."""
+    """Build the app's environment, import the app in its sandbox (no network), compare it with its manifest."""
+    failure = _build_environment(version)
+    if failure:
+        return False, failure
+    interpreter, site_dirs = version_python(version)
     with default_storage.open(version.package_path, "rb") as handle:
         archive = package.decrypt(handle.read(), platform_private_key())
     workdir = launcher.new_workdir(f"verify-{version.pk}")
@@ -35,7 +52,8 @@ def _run_verification(version: AppVersion) -> tuple[bool, str]:
         package.extract_archive(archive, workdir / "app")
         spec = launcher.LaunchSpec(
             name=workdir.name,
-            interpreter=version.runtime.interpreter,
+            interpreter=interpreter,
+            site_dirs=site_dirs,
             module="sessions.runtime.verify",
             args=[f"{launcher.work_path(workdir)}/app"],
             workdir=workdir,
@@ -66,7 +84,7 @@ def version_verify(*, version_id: int) -> str | None:
     )
     if not claimed:
         return None
-    version = AppVersion.objects.select_related("app", "runtime").get(pk=version_id)
+    version = AppVersion.objects.select_related("app", "runtime", "environment__runtime").get(pk=version_id)
     try:
         ok, error = _run_verification(version)
     except Exception as exc:

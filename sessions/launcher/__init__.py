@@ -93,6 +93,9 @@ class LaunchSpec:
     memory_limit_mb: int | None = None
     max_processes: int | None = None
     read_only: dict[str, Path] = field(default_factory=dict)  # inside path -> host path
+    # Package folders (a runtime's, an app environment's) put on sys.path before the interpreter's
+    # own, first wins; each is mounted read-only at SITE_ROOT/<n>.
+    site_dirs: tuple[Path, ...] = ()
     pass_fds: tuple[int, ...] = ()
     stdin: bool = False
     stderr_to_stdout: bool = True
@@ -253,7 +256,15 @@ class SandboxedProcess:
             shutil.rmtree(self.spec.workdir, ignore_errors=True)
 
 
+def inside_site_dirs(spec: LaunchSpec, sandboxed: bool) -> list[str]:
+    """Where the sandbox sees ``spec.site_dirs``."""
+    if not sandboxed:
+        return [str(folder) for folder in spec.site_dirs]
+    return [f"{bwrap.SITE_ROOT}/{number}" for number in range(len(spec.site_dirs))]
+
+
 def _environment(spec: LaunchSpec, sandboxed: bool) -> dict[str, str]:
+    sites = inside_site_dirs(spec, sandboxed)
     base = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": work_path(spec.workdir),
@@ -261,7 +272,8 @@ def _environment(spec: LaunchSpec, sandboxed: bool) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": bwrap.INSIDE_LIB if sandboxed else str(settings.BASE_DIR),
+        "PYTHONPATH": os.pathsep.join([bwrap.INSIDE_LIB if sandboxed else str(settings.BASE_DIR), *sites]),
+        "PRO_SITE_DIRS": os.pathsep.join(sites),  # sessions.runtime reads their .pth files
     }
     return {**base, **spec.env}
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 INSIDE_WORK = "/pro/work"
 INSIDE_LIB = "/pro/lib"
+SITE_ROOT = "/pro/site"  # a runtime's and an environment's packages, read-only, in order
 SANDBOX_UID = 65534  # "nobody" inside the sandbox
 
 # Read by the C library, Python and TLS; none of them holds a secret.
@@ -176,6 +177,8 @@ def _file_system(spec: LaunchSpec) -> list[str]:
     app = spec.workdir / "app"
     if app.is_dir():
         args += ["--ro-bind", str(app), f"{INSIDE_WORK}/app"]
+    for number, folder in enumerate(spec.site_dirs):
+        args += ["--ro-bind", str(folder), f"{SITE_ROOT}/{number}"]
     for inside, host in spec.read_only.items():
         args += ["--ro-bind", str(host), inside]
     # The sandbox's own root is a tmpfs bubblewrap made: read-only, so that nothing is written

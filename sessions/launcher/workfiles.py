@@ -72,6 +72,13 @@ def read_bytes(workdir: Path, relative: str, limit: int) -> bytes | None:
     return data
 
 
+def open_regular(workdir: Path, relative: str) -> BinaryIO:
+    """A regular file of the working folder opened for reading (FileNotFoundError if there is none)."""
+    fd = _open_beneath(workdir, relative, os.O_RDONLY)
+    _regular(fd, relative)
+    return os.fdopen(fd, "rb")
+
+
 def write_from(workdir: Path, relative: str, source: BinaryIO) -> None:
     """Copy ``source`` into a new or regular file of the working folder, folders made as needed."""
     fd = _open_beneath(workdir, relative, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_folders=True)

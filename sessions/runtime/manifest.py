@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .runtime_file import RuntimeFileError, parse_ref
+
 AUTHOR_FILE = "manifest.toml"
 PACKAGE_FILE = "manifest.json"
 
@@ -37,7 +39,15 @@ KNOWN_KEYS = {
     "session_idle_timeout",
     "interface",
     "sdk_version",
+    "requirements",
 }
+# An exact pin, e.g. "pyomo==6.9.2" or "pandas[performance]==2.2.3": nothing pip would read as an
+# option, a URL or a marker.
+REQUIREMENT_RE = re.compile(
+    r"^(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?)(?:\[[A-Za-z0-9._,-]{1,100}\])?"
+    r"==(?P<version>[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63})$"
+)
+MAX_REQUIREMENTS = 200
 
 
 class ManifestError(ValueError):
@@ -61,6 +71,7 @@ class Manifest:
     time_limit: float | None
     interface: dict[str, Any]
     session_idle_timeout: float | None = None
+    requirements: tuple[str, ...] = ()
 
     @property
     def entry_module_path(self) -> str:
@@ -81,6 +92,7 @@ class Manifest:
             "time_limit": self.time_limit,
             "session_idle_timeout": self.session_idle_timeout,
             "interface": self.interface,
+            "requirements": list(self.requirements),
         }
 
 
@@ -136,6 +148,10 @@ def validate_manifest(data: Any, *, require_interface: bool = True) -> Manifest:
     version = _text(data, "version", required=True, limit=64)
     version_key(version)
     runtime = _text(data, "runtime", required=True, limit=64)
+    try:
+        parse_ref(runtime)
+    except RuntimeFileError as exc:
+        raise ManifestError("bad_runtime", str(exc)) from None
     entry_point = _text(data, "entry_point", required=True)
     if not ENTRY_POINT_RE.match(entry_point):
         raise ManifestError("bad_manifest", f"entry_point {entry_point!r} must look like 'module:attribute'")
@@ -144,6 +160,7 @@ def validate_manifest(data: Any, *, require_interface: bool = True) -> Manifest:
         raise ManifestError("bad_manifest", f"icon {icon!r} must be one of {', '.join(ICON_SUFFIXES)}")
     time_limit = _seconds(data, "time_limit")
     idle_timeout = _seconds(data, "session_idle_timeout")
+    requirements = _requirements(data.get("requirements", []))
     interface = data.get("interface")
     if require_interface:
         check_interface(interface)
@@ -159,7 +176,32 @@ def validate_manifest(data: Any, *, require_interface: bool = True) -> Manifest:
         time_limit=time_limit,
         interface=interface or {},
         session_idle_timeout=idle_timeout,
+        requirements=requirements,
     )
+
+
+def package_name(requirement: str) -> str:
+    """The normalised package name of a pin (PEP 503): ``Py_Omo==1`` -> ``py-omo``."""
+    match = REQUIREMENT_RE.match(requirement)
+    name = match["name"] if match else requirement
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirements(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_REQUIREMENTS:
+        raise ManifestError("bad_requirements", f"requirements must be a list of at most {MAX_REQUIREMENTS} pins")
+    seen: dict[str, str] = {}
+    for item in value:
+        if not isinstance(item, str) or not REQUIREMENT_RE.match(item.strip()):
+            raise ManifestError(
+                "bad_requirements",
+                f"requirement {item!r} must pin one exact version, like 'pyomo==6.9.2' (no URLs, ranges or options)",
+            )
+        name = package_name(item.strip())
+        if name in seen:
+            raise ManifestError("bad_requirements", f"requirements name {name!r} twice")
+        seen[name] = item.strip()
+    return tuple(sorted(seen.values(), key=package_name))
 
 
 def _seconds(data: dict, key: str) -> float | None:
