@@ -371,3 +371,29 @@ def probe(tmp_path, monkeypatch, *, script: str = SETTINGS_PROBE, **environment)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+# ---------------------------------------------------------------- packages for app environments
+
+
+def make_wheel(folder: Path, name: str, version: str, code: str = "") -> Path:
+    """A pure-Python wheel of one module package ``name`` (``VERSION`` set, plus ``code``), as pip installs it."""
+    import base64
+    import zipfile
+
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n{code}",
+        f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{name}-{version}.dist-info/RECORD"] = "\n".join([*record, f"{name}-{version}.dist-info/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel

@@ -42,7 +42,7 @@ from pro_portal.errors import ApplicationError
 from sessions import launcher
 from sessions.launcher import workfiles
 from sessions.network import NetworkGrant
-from sessions.runtime import runtime_file
+from sessions.runtime import folder_archive, runtime_file
 from sessions.runtime.manifest import package_name
 
 from .models import AppVersion, Environment, EnvironmentState, Runtime
@@ -178,11 +178,11 @@ def runtime_folder(runtime: Runtime) -> Path:
                 raise runtime_file.RuntimeFileError("tampered_runtime", f"the file of {runtime.key} is {header.key}")
             runtime_file.check_payload(stream, header, sink=payload)
             payload.seek(0)
-            runtime_file.extract(payload, building / "site")
+            folder_archive.extract(payload, building / "site")
 
     try:
         _fill(folder, fetch)
-    except (runtime_file.RuntimeFileError, OSError) as exc:
+    except (runtime_file.RuntimeFileError, folder_archive.ArchiveError, OSError) as exc:
         raise EnvironmentUnavailable(f"Runtime {runtime.key} cannot be used on this node: {exc}") from None
     return folder / "site"
 
@@ -217,17 +217,17 @@ def environment_folder(environment: Environment) -> Path:
     def fetch(building: Path) -> None:
         digest = hashlib.sha256()
         with default_storage.open(environment.archive_path, "rb") as stream, tempfile.TemporaryFile() as payload:
-            while chunk := stream.read(runtime_file.CHUNK):
+            while chunk := stream.read(folder_archive.CHUNK):
                 digest.update(chunk)
                 payload.write(chunk)
             if digest.hexdigest() != environment.archive_sha256:
                 raise runtime_file.RuntimeFileError("tampered_environment", "its archive does not match its hash")
             payload.seek(0)
-            runtime_file.extract(payload, building / "site")
+            folder_archive.extract(payload, building / "site")
 
     try:
         _fill(folder, fetch)
-    except (runtime_file.RuntimeFileError, OSError) as exc:
+    except (runtime_file.RuntimeFileError, folder_archive.ArchiveError, OSError) as exc:
         raise EnvironmentUnavailable(f"The environment of {environment} cannot be used on this node: {exc}") from None
     return folder / "site"
 
@@ -265,7 +265,7 @@ def _wheelhouse() -> Path:
             if target.is_file() and target.stat().st_size == size:
                 continue
             with default_storage.open(f"{WHEELHOUSE}/{name}", "rb") as source, open(target, "wb") as sink:
-                shutil.copyfileobj(source, sink, runtime_file.CHUNK)
+                shutil.copyfileobj(source, sink, folder_archive.CHUNK)
     return folder
 
 
@@ -328,7 +328,7 @@ def _store_build(environment: Environment, workdir: Path) -> None:
     summary = json.loads(workfiles.read_bytes(workdir, "env.json", 10 * 1024 * 1024) or b"{}")
     digest, size = hashlib.sha256(), 0
     with workfiles.open_regular(workdir, "env.tar.gz") as archive:
-        while chunk := archive.read(runtime_file.CHUNK):
+        while chunk := archive.read(folder_archive.CHUNK):
             digest.update(chunk)
             size += len(chunk)
         archive.seek(0)

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from apps.accounts.events import security_event
 from pro_portal.errors import ApplicationError, Conflict, Forbidden, NotFound, TooLarge
-from sessions.runtime import runtime_file
+from sessions.runtime import runtime_file, runtime_ref
 
 from .environments import WHEELHOUSE, builtin_packages
 from .models import Runtime
@@ -61,13 +61,13 @@ def runtime_ensure_builtin() -> Runtime:
 def runtime_resolve(text: str) -> Runtime:
     """The runtime a manifest asks for: exactly, or the newest of a family (deprecated ones are not chosen)."""
     try:
-        ref = runtime_file.parse_ref(text)
-    except runtime_file.RuntimeFileError as exc:
+        ref = runtime_ref.parse_ref(text)
+    except runtime_ref.RuntimeRefError as exc:
         raise ApplicationError(str(exc), code="unknown_runtime") from None
     family = [r for r in Runtime.objects.filter(name=ref.name) if ref.matches(r.version)]
     usable = [r for r in family if not r.is_deprecated]
     if usable:
-        return max(usable, key=lambda r: runtime_file.version_tuple(r.version))
+        return max(usable, key=lambda r: runtime_ref.version_tuple(r.version))
     known = ", ".join(Runtime.objects.filter(deprecated_at__isnull=True).values_list("key", flat=True)) or "none"
     why = "is deprecated" if family else "is not on this platform"
     raise ApplicationError(f"Runtime {text!r} {why} (it has: {known}).", code="unknown_runtime")

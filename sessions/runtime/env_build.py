@@ -17,7 +17,7 @@ import sys
 from email.parser import HeaderParser
 from pathlib import Path
 
-from . import netforward, runtime_file
+from . import folder_archive, netforward
 
 
 def normalise(name: str) -> str:
@@ -76,7 +76,7 @@ def main() -> int:
             remove_distribution(env, info)
             print(f"{name} {version}: the runtime's own, not kept", flush=True)
     packages = {name: version for name, (version, _) in sorted(distributions(env).items())}
-    (work / "env.tar.gz").write_bytes(runtime_file.pack_folder(env))
+    (work / "env.tar.gz").write_bytes(folder_archive.pack_folder(env))
     (work / "env.json").write_text(json.dumps({"packages": packages, "installed_size": folder_size(env)}))
     print(f"Environment: {', '.join(f'{n}=={v}' for n, v in packages.items()) or 'nothing beyond the runtime'}")
     return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .runtime_file import RuntimeFileError, parse_ref
+from .runtime_ref import RuntimeRefError, parse_ref
 
 AUTHOR_FILE = "manifest.toml"
 PACKAGE_FILE = "manifest.json"
@@ -150,7 +150,7 @@ def validate_manifest(data: Any, *, require_interface: bool = True) -> Manifest:
     runtime = _text(data, "runtime", required=True, limit=64)
     try:
         parse_ref(runtime)
-    except RuntimeFileError as exc:
+    except RuntimeRefError as exc:
         raise ManifestError("bad_runtime", str(exc)) from None
     entry_point = _text(data, "entry_point", required=True)
     if not ENTRY_POINT_RE.match(entry_point):

@@ -17,30 +17,29 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import re
 import struct
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .folder_archive import CHUNK, ArchiveError, extract, pack_folder
+from .runtime_ref import NAME, VERSION, RuntimeRef, parse_ref, version_tuple
+
+__all__ = ["CHUNK", "ArchiveError", "RuntimeRef", "extract", "pack_folder", "parse_ref", "version_tuple"]
+
 MAGIC = b"PRORUNTIME\x01\n"
 FORMAT_VERSION = 1
 MAX_HEADER = 4 * 1024 * 1024  # a lock file of thousands of pinned packages fits
 SIGNATURE_BYTES = 64
 KEY_PREFIX = "ed25519:"
-CHUNK = 1024 * 1024
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
-VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,2}$")
 PYTHON = re.compile(r"^3\.\d{1,2}$")
 
 
@@ -54,40 +53,6 @@ class RuntimeFileError(ValueError):
     def __init__(self, code: str, message: str):
         self.code = code
         super().__init__(message)
-
-
-# ---------------------------------------------------------------- references
-
-
-@dataclass(frozen=True)
-class RuntimeRef:
-    """What a manifest asks for: ``name`` alone, ``name@1`` (the newest 1.x) or ``name@1.2`` exactly."""
-
-    name: str
-    version: str = ""  # empty: the newest of the family
-
-    def __str__(self) -> str:
-        return f"{self.name}@{self.version}" if self.version else self.name
-
-    def matches(self, version: str) -> bool:
-        """Whether ``version`` is this reference's version or one of its family."""
-        if not self.version:
-            return True
-        asked, offered = version_tuple(self.version), version_tuple(version)
-        return offered[: len(asked)] == asked
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
-
-def parse_ref(text: str) -> RuntimeRef:
-    name, _, version = str(text).strip().partition("@")
-    if not NAME.match(name):
-        raise RuntimeFileError("bad_runtime", f"{text!r} is not a runtime name (lower-case letters, digits, '-')")
-    if version and not VERSION.match(version):
-        raise RuntimeFileError("bad_runtime", f"{text!r}: a runtime version is one to three numbers, e.g. 1 or 1.2")
-    return RuntimeRef(name, version)
 
 
 # ---------------------------------------------------------------- keys
@@ -137,22 +102,6 @@ def trusted_keys(texts: Iterable[str]) -> dict[str, Ed25519PublicKey]:
 
 
 # ---------------------------------------------------------------- writing
-
-
-def pack_folder(folder: Path) -> bytes:
-    """A tar.gz of ``folder``'s contents, the same bytes for the same files (sorted, no times or owners)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
-        for path in sorted(folder.rglob("*")):
-            info = archive.gettarinfo(str(path), arcname=path.relative_to(folder).as_posix())
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            info.mode = 0o755 if path.is_dir() or info.mode & 0o111 else 0o644
-            if info.isreg():
-                with path.open("rb") as handle:
-                    archive.addfile(info, handle)
-            else:
-                archive.addfile(info)
-    return buffer.getvalue()
 
 
 def build(
@@ -249,13 +198,3 @@ def check_payload(stream: ByteSource, header: RuntimeHeader, sink: IO[bytes] | N
             sink.write(chunk)
     if size != header.payload_size or digest.hexdigest() != header.payload_sha256:
         raise RuntimeFileError("tampered_runtime", f"runtime {header.key}: the packages do not match the signature")
-
-
-def extract(payload: IO[bytes], destination: Path) -> None:
-    """Unpack a checked payload into ``destination`` (no links out, no devices, no absolute paths)."""
-    destination.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(fileobj=payload, mode="r:gz") as archive:
-            archive.extractall(destination, filter="data")
-    except (tarfile.TarError, OSError) as exc:
-        raise RuntimeFileError("bad_runtime", f"the packages could not be unpacked: {exc}") from None
