@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup sandbox-tool lint format bench clean
+.PHONY: run test test-fast setup sandbox-tool test-wheelhouse lint format bench clean
 
 # What `make test-fast` leaves out (markers in pyproject.toml; tests/conftest.py adds them by fixture too).
 FAST := not live and not browser and not cluster and not slow
@@ -44,12 +44,16 @@ run: setup
 # module stays on one worker (--dist loadfile). Plain `.venv/bin/pytest` runs the same tests serially.
 XDIST := -n 2 --dist loadfile
 
-test: lint
+# The sample apps' requirements, downloaded once, so that the tests build environments offline.
+test-wheelhouse: setup
+	$(PY) -m tests.wheelhouse var/test-wheelhouse
+
+test: lint test-wheelhouse
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest $(XDIST)
 
-test-fast: setup
+test-fast: setup test-wheelhouse
 	$(VENV)/bin/pytest -m "$(FAST)" $(XDIST)
 
 lint: setup

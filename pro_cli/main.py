@@ -4,6 +4,7 @@
     pro app pack examples/transport
     pro app publish transport-1.0.0.proapp
     pro storage put model.mps apps/mps-solver/data/model.mps
+    pro runtime build --name py311-or --version 1.0 --lock lock.txt --key runtimes.pem
 
 The server and ticket come from ``pro login`` (kept in ``~/.config/pro/config.json``) or from
 ``PRO_URL`` and ``PRO_TICKET``; a remembered ticket is renewed while it is in use, up to its
@@ -17,15 +18,20 @@ import argparse
 import getpass
 import json
 import os
+import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from sessions.runtime.api_errors import parse_error
 from sessions.runtime.version import __version__
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 CHUNK = 1024 * 1024
 TIMEOUT = (10, 600)
@@ -147,6 +153,21 @@ def issue_ticket(url: str, username: str, password: str) -> dict[str, Any]:
     if response.status_code != 201:
         raise CliError(_error_message(response))
     return response.json()
+
+
+def local_file(name: str) -> Path:
+    """A file to upload, or a clear error before anything is sent."""
+    path = Path(name)
+    if not path.is_file():
+        raise CliError(f"{path} is not a file")
+    return path
+
+
+OCTET_STREAM = {"Content-Type": "application/octet-stream"}
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def print_table(rows: list[list[Any]], header: list[str]) -> None:
@@ -312,14 +333,10 @@ def cmd_storage_ls(args: argparse.Namespace) -> None:
 
 
 def cmd_storage_put(args: argparse.Namespace) -> None:
-    local = Path(args.local)
-    if not local.is_file():
-        raise CliError(f"{local} is not a file")
+    local = local_file(args.local)
     remote = args.remote.rstrip("/") + "/" + local.name if args.remote.endswith("/") else args.remote
     with open(local, "rb") as handle:  # requests streams a file object in chunks
-        entry = Client(load_config()).json(
-            "PUT", f"storage/{remote}", data=handle, headers={"Content-Type": "application/octet-stream"}
-        )
+        entry = Client(load_config()).json("PUT", f"storage/{remote}", data=handle, headers=OCTET_STREAM)
     print(f"Stored {entry['path']} ({entry['size']} bytes).")
 
 
@@ -465,6 +482,265 @@ def cmd_job_result(args: argparse.Namespace) -> None:
     print(f"Saved {output} ({output.stat().st_size} bytes).")
 
 
+# ---------------------------------------------------------------- runtimes, the wheelhouse, environments
+
+
+def cmd_runtime_keygen(args: argparse.Namespace) -> None:
+    from sessions.runtime import runtime_file
+
+    key = runtime_file.generate_signing_key()
+    write_new_private_file(Path(args.out), runtime_file.signing_key_to_pem(key))
+    public = key.public_key()
+    print(runtime_file.public_key_text(public))
+    print(
+        f"Wrote signing key {runtime_file.signer_id(public)} to {args.out}: keep it secret. Nodes accept the runtimes "
+        "it signs once the line above is in their PRO_RUNTIME_TRUSTED_KEYS.",
+        file=sys.stderr,
+    )
+
+
+def write_new_private_file(path: Path, content: bytes) -> None:
+    """Write a file that only its owner can read; an existing file is never overwritten."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CliError(f"{path} exists: a key is never overwritten, choose another file") from None
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+    with os.fdopen(descriptor, "wb") as sink:
+        sink.write(content)
+
+
+def cmd_runtime_build(args: argparse.Namespace) -> None:
+    from sessions.runtime import runtime_file
+
+    name, version = _runtime_name_version(args.name, args.version)
+    key = _signing_key(Path(args.key))
+    lock = _lock_text(Path(args.lock))
+    python = "{}.{}".format(*sys.version_info[:2])
+    with tempfile.TemporaryDirectory(prefix="pro-runtime-") as work:
+        site = Path(work) / "site"
+        _pip_install_lock(Path(args.lock), site, args)
+        packages = _installed_packages(site)
+        payload = runtime_file.pack_folder(site)
+    blob = runtime_file.build(
+        name=name, version=version, python=python, lock=lock, packages=packages, payload=payload, key=key
+    )
+    output = Path(args.output or f"{name}-{version}.proruntime")
+    partial = output.with_name(output.name + ".part")
+    partial.write_bytes(blob)
+    partial.replace(output)
+    signer = runtime_file.signer_id(key.public_key())
+    print(
+        f"Built runtime {name}@{version} (Python {python}, {count(len(packages), 'package')}, signer {signer}) "
+        f"into {output} ({len(blob)} bytes)."
+    )
+
+
+def _runtime_name_version(name: str, version: str) -> tuple[str, str]:
+    """Checked before pip runs, so that a typo does not cost an install."""
+    from sessions.runtime import runtime_file
+
+    try:
+        named = runtime_file.parse_ref(name)
+        ref = runtime_file.parse_ref(f"{name}@{version}") if not named.version else named
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if named.version or not ref.version:
+        raise CliError("give the name alone with --name (e.g. py311-highs) and the version with --version (e.g. 1.2)")
+    return ref.name, ref.version
+
+
+def _signing_key(path: Path) -> Ed25519PrivateKey:
+    from sessions.runtime import runtime_file
+
+    try:
+        return runtime_file.load_signing_key(path.read_bytes())
+    except OSError as exc:
+        raise CliError(f"cannot read the signing key {path}: {exc.strerror}") from None
+    except (ValueError, TypeError):  # not PEM, not Ed25519, or protected by a password
+        raise CliError(f"{path} is not a runtime signing key (make one with 'pro runtime keygen')") from None
+
+
+def _lock_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read the lock file {path}: {exc}") from None
+
+
+def _pip_install_lock(lock: Path, site: Path, args: argparse.Namespace) -> None:
+    """pip installs every package of the lock, each checked against its hash, as wheels, into ``site``.
+
+    pip's own output goes to stderr as it comes, so that a failure is shown in pip's words and
+    stdout keeps this command's one line. No .pyc files: nodes unpack the files with new times.
+    """
+    command = [sys.executable, "-m", "pip", "install", "--require-hashes", "--only-binary", ":all:", "--no-compile"]
+    command += ["--no-input", "--disable-pip-version-check", "--target", str(site), "-r", str(lock)]
+    for folder in args.find_links or []:
+        command += ["--find-links", folder]
+    if args.index_url:
+        command += ["--index-url", args.index_url]
+    if args.no_index:
+        command.append("--no-index")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    code = subprocess.run(command, stdout=sys.stderr, check=False).returncode
+    if code:
+        raise CliError(f"pip could not install the lock file {lock} (exit code {code}): see its messages above")
+
+
+def _installed_packages(site: Path) -> dict[str, str]:
+    """Name (normalised, PEP 503) to version of each distribution installed in ``site``."""
+    from sessions.runtime.env_build import distributions
+
+    packages = {name: version for name, (version, _) in sorted(distributions(site).items())}
+    if not packages:
+        raise CliError("the lock file installed no packages")
+    return packages
+
+
+def cmd_runtime_list(args: argparse.Namespace) -> None:
+    runtimes = Client(load_config()).json("GET", "runtimes")
+    if args.json:
+        print(json.dumps(runtimes, indent=2))
+        return
+    rows = [
+        [r["key"], r["python"], _runtime_state(r), r["app_versions"], _runtime_signer(r), r["file_size"] or "-"]
+        for r in runtimes
+    ]
+    print_table(rows, ["KEY", "PYTHON", "STATE", "APP VERSIONS", "SIGNER", "SIZE"])
+
+
+def _runtime_state(runtime: dict[str, Any]) -> str:
+    return "deprecated" if runtime["deprecated"] else "active"
+
+
+def _runtime_signer(runtime: dict[str, Any]) -> str:
+    return "built-in" if runtime["is_builtin"] else runtime["signer"]
+
+
+def cmd_runtime_show(args: argparse.Namespace) -> None:
+    runtime = Client(load_config()).json("GET", f"runtimes/{args.key}")
+    if args.json:
+        print(json.dumps(runtime, indent=2))
+        return
+    state = f"deprecated since {runtime['deprecated_at'][:16]}" if runtime["deprecated"] else "active"
+    print(f"{runtime['key']}: {runtime['title']}")
+    print(
+        f"Python {runtime['python']}, {state}, signer {_runtime_signer(runtime)}, "
+        f"{runtime['file_size']} bytes, added {runtime['created_at'][:16]}"
+    )
+    print(f"Used by: {', '.join(runtime['used_by']) or 'no app version'}")
+    print()
+    print_table(list(runtime["packages"].items()), ["PACKAGE", "VERSION"])
+    if runtime["environments"]:
+        print()
+        print_table(_environment_rows(runtime["environments"]), ENVIRONMENT_HEADER)
+
+
+def cmd_runtime_add(args: argparse.Namespace) -> None:
+    path = local_file(args.file)
+    with open(path, "rb") as handle:  # requests streams a file object in chunks
+        runtime = Client(load_config()).json("POST", "runtimes", data=handle, headers=OCTET_STREAM)
+    print(
+        f"Added runtime {runtime['key']} (Python {runtime['python']}, {count(len(runtime['packages']), 'package')}, "
+        f"{runtime['file_size']} bytes)."
+    )
+
+
+def cmd_runtime_deprecate(args: argparse.Namespace) -> None:
+    deprecated = args.action == "deprecate"
+    Client(load_config()).json("PATCH", f"runtimes/{args.key}", json={"deprecated": deprecated})
+    if deprecated:
+        print(f"Runtime {args.key} deprecated: new publishes do not choose it; the versions on it keep it.")
+    else:
+        print(f"Runtime {args.key} is no longer deprecated.")
+
+
+def cmd_runtime_delete(args: argparse.Namespace) -> None:
+    Client(load_config()).request("DELETE", f"runtimes/{args.key}")
+    print(f"Deleted runtime {args.key}.")
+
+
+def cmd_wheelhouse_list(args: argparse.Namespace) -> None:
+    wheels = Client(load_config()).json("GET", "wheelhouse")
+    if args.json:
+        print(json.dumps(wheels, indent=2))
+        return
+    print_table([[w["name"], w["size"]] for w in wheels], ["NAME", "SIZE"])
+
+
+def cmd_wheelhouse_add(args: argparse.Namespace) -> None:
+    paths = [local_file(name) for name in args.files]  # all of them there before the first is sent
+    client = Client(load_config())
+    for path in paths:
+        with open(path, "rb") as handle:
+            wheel = client.json("PUT", f"wheelhouse/{path.name}", data=handle, headers=OCTET_STREAM)
+        print(f"Added {wheel['name']} to the wheelhouse ({wheel['size']} bytes).")
+
+
+def cmd_wheelhouse_delete(args: argparse.Namespace) -> None:
+    Client(load_config()).request("DELETE", f"wheelhouse/{args.name}")
+    print(f"Deleted {args.name} from the wheelhouse.")
+
+
+SHORT_KEY = 12  # of an environment's key, as lists show it; `pro env show` takes it
+ENVIRONMENT_HEADER = ["KEY", "RUNTIME", "STATE", "INSTALLED", "REQUIREMENTS", "USED BY"]
+
+
+def _environment_rows(environments: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            e["key"][:SHORT_KEY],
+            e["runtime"],
+            e["state"],
+            e["installed_size"] or "-",
+            ",".join(e["requirements"]),
+            ", ".join(e["app_versions"]),
+        ]
+        for e in environments
+    ]
+
+
+def cmd_env_list(args: argparse.Namespace) -> None:
+    environments = Client(load_config()).json("GET", "environments")
+    if args.json:
+        print(json.dumps(environments, indent=2))
+        return
+    print_table(_environment_rows(environments), ENVIRONMENT_HEADER)
+
+
+def cmd_env_show(args: argparse.Namespace) -> None:
+    client = Client(load_config())
+    environment = client.json("GET", f"environments/{_environment_key(client, args.key)}")
+    if args.json:
+        print(json.dumps(environment, indent=2))
+        return
+    print(f"Environment {environment['key']}")
+    print(
+        f"Runtime {environment['runtime']}, {environment['state']}, installed {environment['installed_size']} bytes, "
+        f"archive {environment['archive_size']} bytes, built {(environment['built_at'] or 'not yet')[:16]}"
+    )
+    print(f"Requirements: {' '.join(environment['requirements'])}")
+    print(f"Used by: {', '.join(environment['app_versions']) or 'no app version'}")
+    if environment["packages"]:
+        print()
+        print_table(list(environment["packages"].items()), ["PACKAGE", "VERSION"])
+    print("\nBuild log:")
+    sys.stdout.write(environment["build_log"] or "(none yet)\n")
+
+
+def _environment_key(client: Client, key: str) -> str:
+    """The whole key of the one environment whose key starts with ``key`` (unknown: left to the server to say)."""
+    if len(key) >= 64:
+        return key
+    found = [e["key"] for e in client.json("GET", "environments") if e["key"].startswith(key)]
+    if len(found) > 1:
+        raise CliError(f"{key!r} starts {len(found)} environment keys: give more of it")
+    return found[0] if found else key
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -589,6 +865,65 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("-o", "--output")
     result.add_argument("--json", action="store_true", help="print the identifiers as JSON")
     result.set_defaults(func=cmd_job_result)
+
+    runtime = commands.add_parser("runtime", help="signed runtimes: build and sign, add and retire (admins)")
+    runtimes = runtime.add_subparsers(dest="runtime_command", required=True)
+    keygen = runtimes.add_parser("keygen", help="make a key to sign runtimes with; prints the line nodes trust")
+    keygen.add_argument("--out", required=True, metavar="KEY.pem", help="the private key's file (never overwritten)")
+    keygen.set_defaults(func=cmd_runtime_keygen)
+    build = runtimes.add_parser("build", help="install a lock file (with hashes) with this Python and sign it")
+    build.add_argument("--name", required=True, help="e.g. py311-highs")
+    build.add_argument("--version", required=True, help="one to three numbers, e.g. 1.2")
+    build.add_argument("--lock", required=True, help="requirements pinning every package with == and --hash")
+    build.add_argument("--key", required=True, help="the signing key (pro runtime keygen)")
+    build.add_argument("--find-links", action="append", metavar="DIR", help="a folder of wheels; repeatable")
+    build.add_argument("--no-index", action="store_true", help="no package index: --find-links only")
+    build.add_argument("--index-url", help="the package index (default: pip's)")
+    build.add_argument("-o", "--output", help="default: NAME-VERSION.proruntime")
+    build.set_defaults(func=cmd_runtime_build)
+    runtimes_list = runtimes.add_parser("list", help="the runtimes of the platform")
+    runtimes_list.add_argument("--json", action="store_true")
+    runtimes_list.set_defaults(func=cmd_runtime_list)
+    runtime_show = runtimes.add_parser("show", help="a runtime's packages, environments and users")
+    runtime_show.add_argument("key", help="e.g. py311-highs@1.0")
+    runtime_show.add_argument("--json", action="store_true")
+    runtime_show.set_defaults(func=cmd_runtime_show)
+    runtime_add = runtimes.add_parser("add", help="upload a signed runtime file")
+    runtime_add.add_argument("file")
+    runtime_add.set_defaults(func=cmd_runtime_add)
+    for action, text in (
+        ("deprecate", "new publishes do not choose it; the versions on it keep it"),
+        ("undeprecate", "make it choosable again"),
+    ):
+        retire = runtimes.add_parser(action, help=text)
+        retire.add_argument("key")
+        retire.set_defaults(func=cmd_runtime_deprecate, action=action)
+    runtime_delete = runtimes.add_parser("delete", help="delete a runtime no app version uses")
+    runtime_delete.add_argument("key")
+    runtime_delete.set_defaults(func=cmd_runtime_delete)
+
+    wheelhouse = commands.add_parser("wheelhouse", help="wheels for app environments (admins)").add_subparsers(
+        dest="wheelhouse_command", required=True
+    )
+    wheels_list = wheelhouse.add_parser("list", help="the wheelhouse's files")
+    wheels_list.add_argument("--json", action="store_true")
+    wheels_list.set_defaults(func=cmd_wheelhouse_list)
+    wheels_add = wheelhouse.add_parser("add", help="upload wheels, each under its own file name")
+    wheels_add.add_argument("files", nargs="+", metavar="FILE")
+    wheels_add.set_defaults(func=cmd_wheelhouse_add)
+    wheels_delete = wheelhouse.add_parser("delete", help="delete a file of the wheelhouse")
+    wheels_delete.add_argument("name")
+    wheels_delete.set_defaults(func=cmd_wheelhouse_delete)
+
+    env = commands.add_parser("env", help="app environments: requirements built on a runtime (admins)")
+    envs = env.add_subparsers(dest="env_command", required=True)
+    envs_list = envs.add_parser("list", help="the app environments")
+    envs_list.add_argument("--json", action="store_true")
+    envs_list.set_defaults(func=cmd_env_list)
+    env_show = envs.add_parser("show", help="an environment and its build log")
+    env_show.add_argument("key", help="its key, or the start of it as the list shows it")
+    env_show.add_argument("--json", action="store_true")
+    env_show.set_defaults(func=cmd_env_show)
     return parser
 
 

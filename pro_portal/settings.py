@@ -391,6 +391,8 @@ PRO_MAX_WHEEL_BYTES = env_int("PRO_MAX_WHEEL_BYTES", 512 * 1024**2, minimum=1024
 # Where environments are built from: a package index the nodes reach (through the sandbox's proxy),
 # and the wheelhouse admins upload to storage. Empty: the wheelhouse only.
 PRO_PACKAGE_INDEX_URL = env_str("PRO_PACKAGE_INDEX_URL", "https://pypi.org/simple")
+# Folders of wheels on the node itself (a local mirror), read-only in the build sandbox.
+PRO_FIND_LINKS = [Path(folder) for folder in env_list("PRO_FIND_LINKS", [])]
 PRO_ENV_BUILD_TIMEOUT = env_int("PRO_ENV_BUILD_TIMEOUT", 1800, minimum=10)
 PRO_ENV_BUILD_MEMORY_MB = env_int("PRO_ENV_BUILD_MEMORY_MB", 4096, minimum=256)
 # Unpacked runtimes and environments of this machine's nodes, and how long an unused one stays.

@@ -7,6 +7,11 @@ os.environ.setdefault("PRO_DATA_DIR", str(Path(__file__).resolve().parent.parent
 
 from .settings import *  # noqa: F403
 
+# Builds of app environments use no network in the tests: the sample apps' requirements are
+# downloaded into var/test-wheelhouse by `make test` (tests/wheelhouse.py).
+PRO_PACKAGE_INDEX_URL = os.environ.get("PRO_PACKAGE_INDEX_URL", "")
+PRO_FIND_LINKS = [BASE_DIR / "var" / "test-wheelhouse"]  # noqa: F405
+
 # Hashing is not under test; the default hasher costs a quarter second per login.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

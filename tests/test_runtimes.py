@@ -302,3 +302,29 @@ def test_the_cache_sweep_removes_what_was_not_used(wheelhouse, publish_needing):
     assert not sites[0].exists()
     _, again = environments.version_python(version)  # fetched again on the next launch
     assert again[0].is_dir()
+
+
+# ---------------------------------------------------------------- the sample that needs Pyomo
+
+
+def test_the_pyomo_sample_solves_to_its_optimum(settings, admin_user, runtime, platform_public_key, worker, tmp_path):
+    """examples/pyomo-blending needs Pyomo, which the built-in runtime lacks: built from the test
+    wheelhouse (``make test`` downloads it), solved as a job through Pyomo's HiGHS interface."""
+    from apps.catalog.bootstrap import sample_pack
+    from sessions.cases import case_read_bytes
+    from sessions.runtime.case import read_case
+    from tests.helpers import ROOT, publish_as
+
+    settings.PRO_ENV_CACHE_DIR = tmp_path / "env-cache"
+    assert list((ROOT / "var" / "test-wheelhouse").glob("pyomo-*.whl")), "run `make test-wheelhouse` first"
+    blob, manifest = sample_pack(ROOT / "examples" / "pyomo-blending", platform_public_key)
+    assert manifest.requirements == ("pyomo==6.10.1",)
+    version = publish_as(admin_user, blob)
+    assert version.verification_state == "verified", version.verification_error
+    assert "pyomo" in version.environment.packages and "numpy" not in version.environment.packages
+
+    job = jobs.job_submit(user=admin_user, app_name="pyomo-blending", procedure="solve")
+    wait_for(job, JobState.SUCCEEDED)
+    result = read_case(case_read_bytes(job.result_case))
+    assert result.values["total_cost"] == pytest.approx(0.52, rel=1e-6)
+    assert result.values["status"] == "Optimal"

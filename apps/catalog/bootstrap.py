@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -11,12 +12,14 @@ from django.core.files.storage import default_storage
 from apps.accounts.models import EVERYONE_GROUP
 from apps.accounts.services import admin_ensure, group_everyone, group_publishers
 from pro_portal.env import env_str
+from pro_portal.errors import ApplicationError
 from sessions.runtime import package
-from sessions.runtime.manifest import read_author_manifest
+from sessions.runtime.manifest import Manifest, read_author_manifest
 
+from .environments import environment_build, environment_folder, environment_for
 from .keys import platform_private_key
-from .models import AccessLevel, App
-from .runtimes import runtime_ensure_builtin
+from .models import AccessLevel, App, EnvironmentState
+from .runtimes import runtime_ensure_builtin, runtime_resolve
 from .services import app_publish, grant_access
 from .verification import version_verify
 
@@ -37,13 +40,39 @@ def _publish_samples(admin, samples_dir: Path, report: list[str]) -> None:
         name = read_author_manifest(folder)["name"]
         if App.objects.filter(name=name).exists():
             continue
-        blob, manifest = package.pack_folder(folder, public_key)
+        try:
+            blob, manifest = sample_pack(folder, public_key)
+        except ApplicationError as exc:
+            report.append(f"Skipped sample app {name}: {exc}")
+            continue
         version = app_publish(user=admin, blob=blob)
         grant_access(user=admin, app=version.app, level=AccessLevel.VIEWER, group_name=EVERYONE_GROUP)
         # Verified now rather than by the task queue, so the samples are usable at once.
         state = version_verify(version_id=version.pk)
         report.append(f"Published sample app {manifest.name} {manifest.version} ({state})")
     _seed_instances(samples_dir / "instances", report)
+
+
+def sample_pack(folder: Path, public_key) -> tuple[bytes, Manifest]:
+    """Pack a sample; one with requirements is imported with its environment (built first) on sys.path.
+
+    Packing imports the app to record its interface, as ``pro app pack`` does on a modeler's
+    machine that has the packages; the samples are the platform's own code.
+    """
+    author = read_author_manifest(folder)
+    requirements = author.get("requirements") or []
+    if not requirements:
+        return package.pack_folder(folder, public_key)
+    environment = environment_build(environment_for(runtime_resolve(author["runtime"]), requirements))
+    if environment.state != EnvironmentState.READY:
+        tail = environment.build_log.strip().splitlines()[-1:] or ["no output"]
+        raise ApplicationError(f"its requirements could not be installed ({tail[0]})")
+    site = str(environment_folder(environment))
+    sys.path.insert(0, site)
+    try:
+        return package.pack_folder(folder, public_key)
+    finally:
+        sys.path.remove(site)
 
 
 def _seed_instances(instances: Path, report: list[str]) -> None:

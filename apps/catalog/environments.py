@@ -269,9 +269,19 @@ def _wheelhouse() -> Path:
     return folder
 
 
-def _pip_args(wheels_inside: str) -> list[str]:
+def _wheel_folders(sandboxed: bool) -> dict[str, Path]:
+    """Where the build finds wheels (inside path -> host folder): the wheelhouse, the node's own folders."""
+    folders = {"/pro/wheels": _wheelhouse()}
+    for number, folder in enumerate(f for f in settings.PRO_FIND_LINKS if f.is_dir()):
+        folders[f"/pro/find-links/{number}"] = folder
+    return folders if sandboxed else {str(host): host for host in folders.values()}
+
+
+def _pip_args(wheels_inside: list[str]) -> list[str]:
     args = ["--no-input", "--disable-pip-version-check", "--no-warn-script-location", "--progress-bar", "off"]
-    args += ["--no-cache-dir", "--find-links", wheels_inside]
+    args += ["--no-cache-dir"]
+    for folder in wheels_inside:
+        args += ["--find-links", folder]
     if settings.PRO_PACKAGE_INDEX_URL:
         return [*args, "--index-url", settings.PRO_PACKAGE_INDEX_URL]
     return [*args, "--no-index"]
@@ -281,7 +291,7 @@ def _runtime_packages(runtime: Runtime) -> dict[str, str]:
     return runtime.packages or (builtin_packages() if runtime.is_builtin else {})
 
 
-def _write_build_inputs(workdir: Path, environment: Environment, wheels_inside: str) -> None:
+def _write_build_inputs(workdir: Path, environment: Environment, wheels_inside: list[str]) -> None:
     packages = _runtime_packages(environment.runtime)
     pinned = {package_name(pin) for pin in environment.requirements}
     constraints = [f"{name}=={version}" for name, version in packages.items() if name not in pinned]
@@ -296,10 +306,8 @@ def _run_build(environment: Environment) -> tuple[bool, str]:
     interpreter, sites = runtime_python(environment.runtime)
     workdir = launcher.new_workdir(f"envbuild-{environment.pk}")
     try:
-        wheels = _wheelhouse()
-        sandboxed = launcher.mode() == "bubblewrap"
-        wheels_inside = "/pro/wheels" if sandboxed else str(wheels)
-        _write_build_inputs(workdir, environment, wheels_inside)
+        wheels = _wheel_folders(launcher.mode() == "bubblewrap")
+        _write_build_inputs(workdir, environment, list(wheels))
         spec = launcher.LaunchSpec(
             name=workdir.name,
             interpreter=interpreter,
@@ -309,7 +317,7 @@ def _run_build(environment: Environment) -> tuple[bool, str]:
             env={"PIP_CONFIG_FILE": os.devnull},
             network=NetworkGrant(outbound=bool(settings.PRO_PACKAGE_INDEX_URL)),
             memory_limit_mb=settings.PRO_ENV_BUILD_MEMORY_MB,
-            read_only={"/pro/wheels": wheels},
+            read_only=wheels if launcher.mode() == "bubblewrap" else {},
             site_dirs=(*sites, _pip_folder()),
         )
         completed = launcher.run(spec, timeout=settings.PRO_ENV_BUILD_TIMEOUT)

@@ -9,6 +9,8 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
+from apps.catalog.environments import cache_sweep
+
 from .election import Candidate
 from .failover import master_tick
 from .models import Node
@@ -16,18 +18,35 @@ from .services import node_heartbeat, node_register, node_stop
 
 logger = logging.getLogger(__name__)
 
+CACHE_SWEEP_SECONDS = 3600.0
+
 
 class NodeAgent:
     def __init__(self, node: Node):
         self.node = node
         self.candidate = Candidate(node=node.name)
         self.last_heartbeat = time.monotonic()
+        self.last_sweep = 0.0
+
+    def sweep_caches(self) -> None:
+        """Hourly: remove the runtimes and environments this machine has not used for a while."""
+        if time.monotonic() - self.last_sweep < CACHE_SWEEP_SECONDS:
+            return
+        self.last_sweep = time.monotonic()
+        try:
+            removed = cache_sweep()
+        except OSError as exc:
+            logger.warning("Node %s: the environment cache sweep failed: %s", self.node.name, exc)
+            return
+        if removed:
+            logger.info("Node %s removed unused environments: %s", self.node.name, ", ".join(removed))
 
     def tick(self) -> dict | None:
         """One half interval: heartbeat when due, campaign, and act if master; what the master changed."""
         if time.monotonic() - self.last_heartbeat >= settings.PRO_HEARTBEAT_SECONDS:
             self.last_heartbeat = time.monotonic()
             node_heartbeat(node=self.node)
+        self.sweep_caches()
         if not self.candidate.campaign():
             return None
         changed = self.candidate.act(master_tick, master=self.node.name)
