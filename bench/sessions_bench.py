@@ -73,12 +73,12 @@ def start_platform(folder: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("the platform did not start")
 
 
-async def launch_once(base: str, headers: dict, ws_base: str) -> tuple[float, str]:
+async def launch_once(base: str, headers: dict, ws_base: str, app: str) -> tuple[float, str]:
     from websockets.asyncio.client import connect
 
     started = time.perf_counter()
     session = await asyncio.to_thread(
-        lambda: requests.post(f"{base}/api/v1/sessions", json={"app": "transport"}, headers=headers, timeout=30).json()
+        lambda: requests.post(f"{base}/api/v1/sessions", json={"app": app}, headers=headers, timeout=30).json()
     )
     async with connect(f"{ws_base}/ws/sessions/{session['id']}/", additional_headers=headers, origin=base) as ws:
         state = json.loads(await ws.recv())
@@ -107,6 +107,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--launches", type=int, default=20)
     parser.add_argument("--round-trips", type=int, default=500)
+    parser.add_argument(
+        "--app", default="transport", help="the sample launched (pyomo-blending: an app environment of its own)"
+    )
     parser.add_argument("--port", type=int, default=8790)
     parser.add_argument("--out", default=str(ROOT / "bench" / "sessions-results.json"))
     args = parser.parse_args()
@@ -120,7 +123,7 @@ def main() -> int:
             headers = {"Authorization": f"Bearer {ticket}"}
             launches = []
             for _ in range(args.launches):
-                seconds, session_id = asyncio.run(launch_once(base, headers, ws_base))
+                seconds, session_id = asyncio.run(launch_once(base, headers, ws_base, args.app))
                 launches.append(seconds)
                 requests.post(f"{base}/api/v1/sessions/{session_id}/stop", headers=headers, timeout=30)
                 time.sleep(1.2)  # the pool refills between launches, as between users' clicks
