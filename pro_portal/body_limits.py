@@ -37,6 +37,9 @@ UPLOAD_LIMITS = {
     ("api:storage", "PUT"): ("PRO_MAX_UPLOAD_BYTES", 0),
     ("portal:files", "POST"): ("PRO_MAX_UPLOAD_BYTES", MULTIPART_OVERHEAD),
     ("api:cases", "POST"): ("PRO_MAX_CASE_BYTES", MULTIPART_OVERHEAD),
+    ("api:runtimes", "POST"): ("PRO_MAX_RUNTIME_BYTES", MULTIPART_OVERHEAD),
+    ("admin:catalog_runtime_add", "POST"): ("PRO_MAX_RUNTIME_BYTES", MULTIPART_OVERHEAD),
+    ("api:wheel", "PUT"): ("PRO_MAX_WHEEL_BYTES", MULTIPART_OVERHEAD),
 }
 
 

@@ -122,6 +122,13 @@ UPLOADS = [
     pytest.param("PUT", "/api/v1/storage/users/alice/big.bin", "", lambda s: s.PRO_MAX_UPLOAD_BYTES, id="storage-api"),
     pytest.param("POST", "/files/users/alice/", "", lambda s: s.PRO_MAX_UPLOAD_BYTES + MULTIPART, id="files-portal"),
     pytest.param("POST", "/api/v1/cases", "app=demo", lambda s: s.PRO_MAX_CASE_BYTES + MULTIPART, id="case"),
+    pytest.param("POST", "/api/v1/runtimes", "", lambda s: s.PRO_MAX_RUNTIME_BYTES + MULTIPART, id="runtime-api"),
+    pytest.param(
+        "POST", "/admin/catalog/runtime/add/", "", lambda s: s.PRO_MAX_RUNTIME_BYTES + MULTIPART, id="runtime-admin"
+    ),
+    pytest.param(
+        "PUT", "/api/v1/wheelhouse/x-1.0-py3-none-any.whl", "", lambda s: s.PRO_MAX_WHEEL_BYTES + MULTIPART, id="wheel"
+    ),
     pytest.param("POST", "/api/v1/jobs", "", lambda s: s.PRO_MAX_REQUEST_BYTES, id="other"),
     pytest.param("POST", "/api/v1/nothing/here", "", lambda s: s.PRO_MAX_REQUEST_BYTES, id="unknown"),
 ]

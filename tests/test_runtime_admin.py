@@ -110,7 +110,9 @@ def test_the_admin_lists_and_shows_runtimes_and_environments(admin_user, alice, 
 def test_a_runtime_is_added_by_uploading_its_signed_file(trusted, admin_user, runtime, tmp_path):
     client = browser(admin_user)
     form = client.get(f"{RUNTIMES}add/")
-    assert form.status_code == 200 and b'type="file"' in form.content
+    assert (
+        form.status_code == 200 and b'type="file"' in form.content and b'enctype="multipart/form-data"' in form.content
+    )
 
     added = upload(client, runtime_blob(trusted, tmp_path))
     assert added.status_code == 200, added.content
@@ -201,7 +203,9 @@ def test_a_runtime_in_use_is_not_deleted_and_an_unused_one_is(admin_user, alice,
     assert not default_storage.exists(signed_runtime.file_path)
 
 
-def test_an_environment_is_deleted_only_when_no_app_version_uses_it(admin_user, alice, runtime, pack):
+def test_an_environment_is_deleted_only_when_no_app_version_uses_it(
+    admin_user, alice, runtime, pack, django_capture_on_commit_callbacks
+):
     version = publish_as(alice, pack(name="needy", requirements=["tinypkg==1.0"]), verify=False)
     environment = version.environment
     archive = default_storage.save(f"environments/{environment.key}.tar.gz", ContentFile(b"archive"))
@@ -211,16 +215,14 @@ def test_an_environment_is_deleted_only_when_no_app_version_uses_it(admin_user, 
 
     assert client.get(delete_url).status_code == 403
     assert client.post(delete_url, {"post": "yes"}).status_code == 403
-    bulk = client.post(
-        ENVIRONMENTS, {"action": "delete_selected", "_selected_action": [environment.pk], "post": "yes"}
-    )
+    bulk = client.post(ENVIRONMENTS, {"action": "delete_selected", "_selected_action": [environment.pk], "post": "yes"})
     assert bulk.status_code == 200 and bulk.context["protected"]  # the admin's own "cannot delete" page
     assert Environment.objects.filter(pk=environment.pk).exists()
 
     AppVersion.objects.filter(pk=version.pk).delete()
-    with pytest.MonkeyPatch.context():
+    with django_capture_on_commit_callbacks(execute=True):  # the archive goes once the deletion is committed
         deleted = client.post(delete_url, {"post": "yes"}, follow=True)
-    assert deleted.status_code == 200
+    assert deleted.status_code == 200 and deleted.redirect_chain[-1][0] == ENVIRONMENTS
     assert not Environment.objects.filter(pk=environment.pk).exists()
     assert not default_storage.exists(archive)
 

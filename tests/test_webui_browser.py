@@ -141,6 +141,36 @@ def test_transport_edit_solve_save_load_compare(live_node, transport_for_carol, 
     print(f"\nlaunch to interactive: {launch_seconds:.3f} s; screenshots in {ARTIFACTS}")
 
 
+@pytest.fixture
+def pyomo_for_carol(carol, alice, runtime, platform_public_key):
+    """The Pyomo sample, its environment built from the test wheelhouse (``make test-wheelhouse``)."""
+    from apps.catalog.bootstrap import sample_pack
+
+    blob, _ = sample_pack(EXAMPLES / "pyomo-blending", platform_public_key)
+    version = publish_as(alice, blob)
+    assert version.verification_state == "verified", version.verification_error
+    version.app.grants.create(user=carol, level="viewer")
+
+
+def test_an_app_with_its_own_packages_solves_in_the_browser(live_node, pyomo_for_carol, browser_page):
+    page, errors = browser_page
+    base = live_node.url
+    page.goto(f"{base}/login/")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "carol-Secret-pw-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    page.locator("[data-app=pyomo-blending]").get_by_role("button", name="Open").click()
+    page.wait_for_selector("#page input.cell")
+    page.get_by_role("button", name="Solve").click()
+    wait_status(page, "Job \\d+ succeeded")
+    page.get_by_role("tab", name="Results").click()
+    assert float(page.get_by_label("Cost of a can", exact=True).input_value()) == pytest.approx(0.52)
+    assert page.get_by_label("Solver status", exact=True).input_value() == "Optimal"
+    shot(page, "pyomo-solved")
+    assert not errors, errors
+
+
 def test_chromium_is_debians(browser_page):
     page, _ = browser_page
     assert shutil.which("chromium") == CHROMIUM

@@ -4,14 +4,12 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from apps.accounts.events import security_event
 from pro_portal.errors import ApplicationError
@@ -104,7 +102,7 @@ def _size(value: int) -> str:
 def _links(objects, url_name: str) -> SafeString | str:
     """Links to the admin pages of ``objects``, one a line; a dash when there are none."""
     rows = [(reverse(f"admin:{url_name}", args=[o.pk]), str(o)) for o in objects]
-    return format_html_join(format_html("<br>"), '<a href="{}">{}</a>', rows) if rows else "—"
+    return format_html_join(mark_safe("<br>"), '<a href="{}">{}</a>', rows) if rows else "—"
 
 
 def _package_table(packages: dict) -> SafeString | str:
@@ -346,18 +344,27 @@ class RuntimeAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Runtime) -> None:
         request._runtime_refused = self._delete(request, obj)  # type: ignore[attr-defined]
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Runtime]) -> None:
+    def _delete_each(self, request: HttpRequest, queryset: QuerySet[Runtime]) -> list[str]:
+        """Delete each through the service, saying why one was refused; the keys of those deleted."""
+        deleted = []
         for runtime in queryset:
             refused = self._delete(request, runtime)
             if refused:
                 self.message_user(request, refused, messages.ERROR)
+            else:
+                deleted.append(runtime.key)
+        return deleted
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Runtime]) -> None:
+        self._delete_each(request, queryset)
 
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id) -> HttpResponse:
         refused = getattr(request, "_runtime_refused", "")
         if refused:
             self.message_user(request, refused, messages.ERROR)
             return HttpResponseRedirect(reverse("admin:catalog_runtime_change", args=[obj_id]))
-        return super().response_delete(request, obj_display, obj_id)
+        super().response_delete(request, obj_display, obj_id)  # its message; it would go to the index
+        return HttpResponseRedirect(reverse("admin:catalog_runtime_changelist"))
 
     def get_actions(self, request: HttpRequest):
         actions = super().get_actions(request)
@@ -372,13 +379,7 @@ class RuntimeAdmin(admin.ModelAdmin):
     def delete_runtimes(self, request: HttpRequest, queryset: QuerySet[Runtime]) -> HttpResponse | None:
         if not request.POST.get("post"):
             return delete_selected(self, request, queryset)  # the confirmation page
-        deleted = []
-        for runtime in queryset:
-            refused = self._delete(request, runtime)
-            if refused:
-                self.message_user(request, refused, messages.ERROR)
-            else:
-                deleted.append(runtime.key)
+        deleted = self._delete_each(request, queryset)
         if deleted:
             self.message_user(request, f"Deleted {', '.join(deleted)}.", messages.SUCCESS)
         return None
@@ -465,13 +466,16 @@ class EnvironmentAdmin(admin.ModelAdmin):
         self.delete_queryset(request, Environment.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Environment]) -> None:
-        doomed = {env.pk: (env.key, env.archive_path) for env in queryset}
-        # ProtectedError if an app version came since the confirmation: nothing is deleted.
-        Environment.objects.filter(pk__in=doomed).delete()
-        paths = [path for _, path in doomed.values() if path]
-        transaction.on_commit(lambda: [default_storage.delete(path) for path in paths])
-        for key, _ in doomed.values():
-            security_event("environment.delete", request=request, target=f"environment {key[:12]}")
+        try:
+            runtimes.environments_delete(
+                user=request.user, keys=list(queryset.values_list("key", flat=True)), request=request
+            )
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+
+    def response_delete(self, request: HttpRequest, obj_display: str, obj_id) -> HttpResponse:
+        super().response_delete(request, obj_display, obj_id)  # its message; it would go to the index
+        return HttpResponseRedirect(reverse("admin:catalog_environment_changelist"))
 
     @admin.display(description="key", ordering="key")
     def short_key(self, obj: Environment) -> str:

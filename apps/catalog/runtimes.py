@@ -21,7 +21,7 @@ from pro_portal.errors import ApplicationError, Conflict, Forbidden, NotFound, T
 from sessions.runtime import runtime_file, runtime_ref
 
 from .environments import WHEELHOUSE, builtin_packages
-from .models import Runtime
+from .models import Environment, Runtime
 
 BUILTIN_NAME = "py311-highs"
 BUILTIN_VERSION = "1.0"
@@ -174,6 +174,29 @@ def runtime_delete(*, user: User, key: str, request: Any = None) -> None:
     for path in filter(None, paths):
         default_storage.delete(path)
     security_event("runtime.delete", request=request, actor=user, target=f"runtime {key}")
+
+
+def environments_delete(*, user: User, keys: list[str], request: Any = None) -> int:
+    """Delete environments no app version uses (409 otherwise), their archives once committed."""
+    _admin_only(user)
+    doomed = list(Environment.objects.filter(key__in=keys).values_list("pk", "key", "archive_path"))
+    try:
+        with transaction.atomic():
+            Environment.objects.filter(pk__in=[pk for pk, _, _ in doomed]).delete()
+    except ProtectedError:
+        raise Conflict(
+            "An app version uses this environment: delete the version first.", code="environment_in_use"
+        ) from None
+    paths = [path for _, _, path in doomed if path]
+
+    def remove_archives() -> None:
+        for path in paths:
+            default_storage.delete(path)
+
+    transaction.on_commit(remove_archives)
+    for _, key, _ in doomed:
+        security_event("environment.delete", request=request, actor=user, target=f"environment {key[:12]}")
+    return len(doomed)
 
 
 # ---------------------------------------------------------------- the wheelhouse

@@ -151,7 +151,12 @@ def publish(request: HttpRequest) -> HttpResponse:
 def version_detail(request: HttpRequest, name: str, version: str) -> HttpResponse:
     """What a version declares: its pages, identifiers and procedures (read from its manifest)."""
     found = catalog.version_resolve_for_user(request.user, name, version)
-    context = {"app": found.app, "version": found, **catalog.version_interface(found)}
+    context = {
+        "app": found.app,
+        "version": found,
+        "can_manage": catalog.app_can_manage(request.user, found.app),
+        **catalog.version_interface(found),
+    }
     return render(request, "portal/launch.html", context)
 
 
