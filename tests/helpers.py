@@ -397,3 +397,49 @@ def make_wheel(folder: Path, name: str, version: str, code: str = "") -> Path:
         for path, text in files.items():
             archive.writestr(path, text)
     return wheel
+
+
+# ---------------------------------------------------------------- the command-line client
+
+PRO = Path(sys.executable).parent / "pro"
+CLIENT_ENV = ("PRO_URL", "PRO_TICKET", "PRO_API_KEY", "PRO_USERNAME", "PRO_PASSWORD", "PRO_CONFIG_DIR")
+
+
+class Pro:
+    """One user's ``pro``: a config folder of its own."""
+
+    def __init__(self, config_dir: Path, url: str = ""):
+        self.config_dir, self.url = config_dir, url
+        config_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, ok: bool = True):
+        clean = {k: v for k, v in os.environ.items() if k not in CLIENT_ENV}
+        completed = subprocess.run(
+            [str(PRO), *args],
+            env={**clean, "PRO_CONFIG_DIR": str(self.config_dir), **(env or {})},
+            cwd=cwd or self.config_dir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if ok:
+            assert completed.returncode == 0, f"pro {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}"
+        return completed
+
+    def fails(self, *args: str, **kwargs) -> str:
+        """Run a command that must fail: exit code 1, nothing on stdout; return stderr."""
+        completed = self.run(*args, ok=False, **kwargs)
+        assert completed.returncode == 1, (completed.returncode, completed.stdout, completed.stderr)
+        assert completed.stdout == ""
+        assert completed.stderr.startswith("pro: error: "), completed.stderr
+        assert "Traceback" not in completed.stderr
+        return completed.stderr
+
+    def login(self, username: str):
+        return self.run("login", "--url", self.url, "--username", username, env={"PRO_PASSWORD": password(username)})
+
+
+def table(stdout: str) -> dict[str, list[str]]:
+    """``pro``'s table output as {first column: the row's columns}, header left out."""
+    lines = stdout.strip().splitlines()
+    return {line.split()[0]: line.split() for line in lines[1:]}
