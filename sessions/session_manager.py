@@ -51,9 +51,13 @@ POOL_USE_SECONDS = 600.0  # an environment's pool lasts this long after its last
 class WarmInterpreter:
     """A session process started ahead of need in its sandbox, waiting for its launch order on stdin."""
 
-    def __init__(self, python: Python, relay: Relays, grant: NetworkGrant | None = None):
+    def __init__(self, python: Python, relay: Relays, grant: NetworkGrant | None = None, preload: tuple[str, ...] = ()):
         self.workdir = launcher.new_workdir("session")
         (self.workdir / "app").mkdir()  # mounted read-only; the package is extracted into it later
+        pool_args = ["--pool"]
+        if preload:
+            (self.workdir / "preload.txt").write_text("\n".join(preload))
+            pool_args += ["--preload", f"{launcher.work_path(self.workdir)}/preload.txt"]
         self.api_socket = self.workdir.with_name(self.workdir.name + ".sock")
         self.listener = socket.create_server((settings.PRO_NODE_ADDRESS, 0), backlog=64)
         self.port = self.listener.getsockname()[1]
@@ -65,7 +69,7 @@ class WarmInterpreter:
                 interpreter=python[0],
                 site_dirs=python[1],
                 module="sessions.runtime.session_server",
-                args=["--pool"],
+                args=pool_args,
                 workdir=self.workdir,
                 env={"PRO_LISTEN_FD": str(self.listener.fileno())},
                 memory_limit_mb=settings.PRO_SESSION_MEMORY_MB,
@@ -129,6 +133,7 @@ class SessionManager:
         self.pool_size = settings.PRO_SESSION_POOL if pool_size is None else pool_size
         self.pool: dict[Python, list[WarmInterpreter]] = {}
         self.launches: dict[Python, list[float]] = {}  # recent launch times, which size the pools
+        self.preloads: dict[Python, tuple[str, ...]] = {}  # what each environment's apps import
         self.running: dict[str, RunningSession] = {}
         self.relay = relays()
 
@@ -141,7 +146,10 @@ class SessionManager:
             if candidate.process.poll() is None and candidate.wait_ready(START_TIMEOUT):
                 return candidate
             candidate.discard()
-        return WarmInterpreter(python, self.relay)
+        return self._warm(python)
+
+    def _warm(self, python: Python, grant: NetworkGrant | None = None) -> WarmInterpreter:
+        return WarmInterpreter(python, self.relay, grant, self.preloads.get(python, ()))
 
     def pool_sizes(self, default: Python | None) -> dict[Python, int]:
         """How many warm interpreters each Python gets: the default runtime's the full pool, every
@@ -170,7 +178,7 @@ class SessionManager:
     def refill_pool(self, python: Python, size: int | None = None) -> None:
         warm = self.pool.setdefault(python, [])
         while len(warm) < (self.pool_size if size is None else size):
-            warm.append(WarmInterpreter(python, self.relay))
+            warm.append(self._warm(python))
 
     # ------------------------------------------------------------ starting
     def start(self, session: DataSession) -> None:
@@ -181,8 +189,10 @@ class SessionManager:
                 archive = package.decrypt(handle.read(), platform_private_key())
             grant = grant_of(version.app)
             python = version_python(version)
+            if version.environment is not None:
+                self.preloads[python] = tuple(version.environment.preload)
             # The warm pool has no grants: an app with network grants gets a sandbox of its own.
-            warm = WarmInterpreter(python, self.relay, grant) if grant else self._take_warm(python)
+            warm = self._warm(python, grant) if grant else self._take_warm(python)
             package.extract_archive(archive, warm.workdir / "app")
             scope = {"session": str(session.pk), "app": version.app.name}
             raw_ticket, ticket = ticket_issue_for_user(

@@ -322,6 +322,8 @@ def test_the_pyomo_sample_solves_to_its_optimum(settings, admin_user, runtime, p
     version = publish_as(admin_user, blob)
     assert version.verification_state == "verified", version.verification_error
     assert "pyomo" in version.environment.packages and "numpy" not in version.environment.packages
+    assert "pyomo.environ" in version.environment.preload  # what its warm interpreters import ahead
+    assert not [name for name in version.environment.preload if name.split(".")[0] in ("numpy", "sessions")]
 
     job = jobs.job_submit(user=admin_user, app_name="pyomo-blending", procedure="solve")
     wait_for(job, JobState.SUCCEEDED)

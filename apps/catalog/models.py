@@ -69,6 +69,9 @@ class Environment(models.Model):
     state = models.CharField(max_length=16, choices=EnvironmentState.choices, default=EnvironmentState.PENDING)
     build_log = models.TextField(blank=True, help_text="The installer's output of the last build.")
     packages = models.JSONField(default=dict, blank=True, help_text="What the build installed: name to version.")
+    preload = models.JSONField(
+        default=list, blank=True, help_text="Modules its apps import from it: warm interpreters import them ahead."
+    )
     archive_path = models.CharField(max_length=500, blank=True)
     archive_sha256 = models.CharField(max_length=64, blank=True)
     archive_size = models.BigIntegerField(default=0)

@@ -12,6 +12,7 @@ import shutil
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.utils import timezone
 
 from sessions import launcher
@@ -19,11 +20,12 @@ from sessions.runtime import package
 
 from .environments import environment_build, version_python
 from .keys import platform_private_key
-from .models import AppVersion, EnvironmentState, VerificationState
+from .models import AppVersion, Environment, EnvironmentState, VerificationState
 from .services import version_promote
 
 logger = logging.getLogger(__name__)
 
+MAX_PRELOAD = 5000  # modules an environment's warm interpreters import ahead
 VERIFY_TIMEOUT = 120  # seconds an app may take to import and declare itself
 
 
@@ -37,6 +39,19 @@ def _build_environment(version: AppVersion) -> str:
     return f"The app's environment ({', '.join(environment.requirements)}) could not be built:\n" + (
         environment.build_log[-8000:].strip() or "no output"
     )
+
+
+def _remember_preload(version: AppVersion, modules: object) -> None:
+    """Add what the app imported from its environment to the environment's preload list."""
+    if version.environment is None or not isinstance(modules, list):
+        return
+    with transaction.atomic():
+        environment = Environment.objects.select_for_update().get(pk=version.environment_id)
+        known = set(environment.preload)
+        added = [m for m in modules if isinstance(m, str) and len(m) <= 200 and m not in known]
+        if added:
+            environment.preload = [*environment.preload, *added][:MAX_PRELOAD]
+            environment.save(update_fields=["preload"])
 
 
 def _run_verification(version: AppVersion) -> tuple[bool, str]:
@@ -71,6 +86,7 @@ def _run_verification(version: AppVersion) -> tuple[bool, str]:
     except (IndexError, ValueError):
         return False, f"The verification run ended with code {completed.returncode}: {completed.stderr.strip()[-2000:]}"
     if report.get("ok"):
+        _remember_preload(version, report.get("preload"))
         return True, ""
     return False, report.get("error", "verification failed") + (
         "\n" + report["traceback"] if report.get("traceback") else ""

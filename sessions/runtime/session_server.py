@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import socket
@@ -367,13 +368,23 @@ def _warm_imports() -> None:
         import highspy  # noqa: F401
 
 
+def _preload(listing: Path) -> None:
+    """Import what the apps of this environment import (recorded at their verification)."""
+    for name in listing.read_text().split():
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", action="store_true", help="start, warm up, and wait for the launch order on stdin")
+    parser.add_argument("--preload", help="a file of modules (one a line) to import while warming up")
     args = parser.parse_args()
     netforward.start_from_environment()
     if args.pool:
         _warm_imports()
+        if args.preload:
+            _preload(Path(args.preload))
         print("READY", flush=True)
         order = json.loads(sys.stdin.readline() or "{}")
     else:

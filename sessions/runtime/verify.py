@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -32,9 +33,27 @@ def differences(declared: dict, recorded: dict) -> list[str]:
     return problems
 
 
-def verify(app_dir: Path) -> list[str]:
+MAX_PRELOAD = 5000
+
+
+def imported_from_sites(before: set[str]) -> list[str]:
+    """The modules imported since ``before`` that come from the runtime's or environment's folders,
+    in import order: what a warm interpreter of that environment imports ahead of a launch."""
+    sites = tuple(folder + "/" for folder in os.environ.get("PRO_SITE_DIRS", "").split(os.pathsep) if folder)
+    found = []
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None) or ""
+        if name not in before and sites and origin.startswith(sites):
+            found.append(name)
+    return found[:MAX_PRELOAD]
+
+
+def verify(app_dir: Path, preload: list[str] | None = None) -> list[str]:
     manifest = validate_manifest(json.loads((app_dir / "manifest.json").read_text()))
+    before = set(sys.modules)
     app = load_app(app_dir, manifest)
+    if preload is not None:
+        preload.extend(imported_from_sites(before))
     problems = differences(app.describe(), manifest.interface)
     if app.name != manifest.name:
         problems.append(f"the app calls itself {app.name!r} but its manifest says {manifest.name!r}")
@@ -44,8 +63,9 @@ def verify(app_dir: Path) -> list[str]:
 
 
 def main() -> int:
+    preload: list[str] = []
     try:
-        problems = verify(Path(sys.argv[1]))
+        problems = verify(Path(sys.argv[1]), preload)
     except BaseException as exc:
         detail = traceback.format_exc(limit=5)
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": detail}))
@@ -53,7 +73,7 @@ def main() -> int:
     if problems:
         print(json.dumps({"ok": False, "error": "; ".join(problems)}))
         return 1
-    print(json.dumps({"ok": True}))
+    print(json.dumps({"ok": True, "preload": preload}))
     return 0
 
 

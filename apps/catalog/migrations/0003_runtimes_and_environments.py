@@ -121,6 +121,14 @@ class Migration(migrations.Migration):
                 ),
                 ("build_log", models.TextField(blank=True, help_text="The installer's output of the last build.")),
                 (
+                    "preload",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Modules its apps import from it: warm interpreters import them ahead.",
+                    ),
+                ),
+                (
                     "packages",
                     models.JSONField(blank=True, default=dict, help_text="What the build installed: name to version."),
                 ),
