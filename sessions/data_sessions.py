@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -21,6 +22,7 @@ from apps.accounts.events import security_event
 from apps.catalog import selectors as catalog
 from apps.catalog.models import VerificationState
 from pro_portal.errors import ApplicationError, Conflict
+from pro_portal.notify import notify
 
 from .models import LIVE_SESSION_STATES, DataSession, SessionState
 
@@ -53,24 +55,34 @@ def session_launch(*, user: User, app_name: str, version: str = "latest") -> Dat
                 "Too many sessions are starting right now: try again in a few seconds.", retry_after=5
             )
         session = DataSession.objects.create(owner=user, app_version=found, secret=secrets.token_urlsafe(32))
+        session_changed(session.pk, user.pk, SessionState.STARTING)
     security_event("session.launch", actor=user, target=f"session {session.pk} of {found}")
     logger.info("%s launches session %s of %s", user.username, session.pk, found)
     return session
 
 
+def session_changed(session_id: Any, owner_id: int | None, state: str) -> None:
+    """Tell the session managers and the open pages of every node (once the transaction commits)."""
+    notify("sessions", id=str(session_id), owner=owner_id, state=state)
+
+
 def session_stop(*, user: User, session: DataSession, reason: str = "") -> DataSession:
     """Close a session: its node's manager stops the process and removes its folder."""
-    DataSession.objects.filter(pk=session.pk, state__in=LIVE_SESSION_STATES).update(
+    if DataSession.objects.filter(pk=session.pk, state__in=LIVE_SESSION_STATES).update(
         state=SessionState.STOPPED, stopped_at=timezone.now(), error_message=reason or f"Closed by {user.username}."
-    )
+    ):
+        session_changed(session.pk, session.owner_id, SessionState.STOPPED)
     session.refresh_from_db()
     return session
 
 
 def sessions_stop_for_user(*, user: User, reason: str) -> int:
-    return DataSession.objects.filter(owner=user, state__in=LIVE_SESSION_STATES).update(
+    stopped = DataSession.objects.filter(owner=user, state__in=LIVE_SESSION_STATES).update(
         state=SessionState.STOPPED, stopped_at=timezone.now(), error_message=reason
     )
+    if stopped:
+        session_changed("", user.pk, SessionState.STOPPED)
+    return stopped
 
 
 def session_restart(*, user: User, session: DataSession) -> DataSession:
@@ -99,19 +111,21 @@ def session_claim_starting(*, node: str) -> DataSession | None:
 
 def session_mark_running(*, session: DataSession, host: str, port: int, pid: int) -> bool:
     now = timezone.now()
-    return bool(
-        DataSession.objects.filter(pk=session.pk, state=SessionState.STARTING).update(
-            state=SessionState.RUNNING, host=host, port=port, pid=pid, started_at=now, last_active_at=now
-        )
+    running = DataSession.objects.filter(pk=session.pk, state=SessionState.STARTING).update(
+        state=SessionState.RUNNING, host=host, port=port, pid=pid, started_at=now, last_active_at=now
     )
+    if running:
+        session_changed(session.pk, session.owner_id, SessionState.RUNNING)
+    return bool(running)
 
 
 def session_mark_ended(*, session: DataSession, state: str, error: str = "") -> bool:
-    return bool(
-        DataSession.objects.filter(pk=session.pk, state__in=LIVE_SESSION_STATES).update(
-            state=state, stopped_at=timezone.now(), error_message=error[:10000]
-        )
+    ended = DataSession.objects.filter(pk=session.pk, state__in=LIVE_SESSION_STATES).update(
+        state=state, stopped_at=timezone.now(), error_message=error[:10000]
     )
+    if ended:
+        session_changed(session.pk, session.owner_id, state)
+    return bool(ended)
 
 
 def sessions_mark_lost_on_node(*, node: str, reason: str) -> int:
@@ -125,6 +139,7 @@ def sessions_mark_lost_on_node(*, node: str, reason: str) -> int:
     )
     if count:
         logger.warning("%s data sessions of node %s are lost", count, node)
+        session_changed("", None, SessionState.LOST)
     return count
 
 

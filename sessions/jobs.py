@@ -28,6 +28,7 @@ from django.utils import timezone
 from apps.catalog import selectors as catalog
 from apps.catalog.models import AppVersion, VerificationState
 from pro_portal.errors import ApplicationError, Conflict
+from pro_portal.notify import notify
 from sessions.runtime.case import case_from_data, case_to_bytes
 
 from .cases import case_store
@@ -269,7 +270,13 @@ def job_submit(
         max_attempts=settings.PRO_JOB_MAX_ATTEMPTS,
     )
     logger.info("%s submitted job %s: %s %s %s", user.username, job.pk, app_name, found.version, procedure)
+    job_changed(job, JobState.QUEUED, not_before=job.not_before.timestamp())
     return job
+
+
+def job_changed(job: Job, state: str, **detail: Any) -> None:
+    """Tell the workers and the open pages of every node (once the transaction commits)."""
+    notify("jobs", id=job.pk, owner=job.owner_id, state=state, **detail)
 
 
 # ---------------------------------------------------------------- claiming and running
@@ -289,6 +296,7 @@ def job_claim_next(*, node: str) -> Job | None:
             progress={},
         )
         if claimed:
+            notify("jobs", id=job_id, state=JobState.RUNNING, node=node)
             return Job.objects.select_related(
                 "app_version__app", "app_version__runtime", "app_version__environment", "owner", "input_case"
             ).get(pk=job_id)
@@ -310,7 +318,8 @@ def job_report_progress(*, job: Job, progress: dict[str, Any], points: list[dict
     changes: dict[str, Any] = {"progress": progress}
     if points is not None:
         changes["progress_points"] = points
-    _mine(job).update(**changes)
+    if _mine(job).update(**changes):
+        notify("jobs", id=job.pk, owner=job.owner_id, state=JobState.RUNNING, progress=True)
 
 
 def job_append_log(*, job: Job, offset: int, text: str) -> int:
@@ -346,6 +355,7 @@ def job_append_log(*, job: Job, offset: int, text: str) -> int:
         )
         if keep_from > boundary:
             _roll_tail(job, head_end or _head_end(job, head_limit), keep_from)
+        notify("jobs", id=job.pk, owner=job.owner_id, state=JobState.RUNNING, log=end)
     return end
 
 
@@ -445,6 +455,7 @@ def job_finish(
         )
         if done:
             JobLogChunk.objects.filter(job=job).delete()
+            job_changed(job, state)
     if not done:
         default_storage.delete(log["log_path"])
         if result is not None:
@@ -461,7 +472,8 @@ def job_release(*, job: Job, reason: str) -> str:
             job=job, state=JobState.FAILED, error=f"{reason}; the job was attempted {job.attempt} times, the limit."
         )
         return JobState.FAILED
-    _mine(job).update(state=JobState.QUEUED, node="", lease_expires_at=None, error_message=reason)
+    if _mine(job).update(state=JobState.QUEUED, node="", lease_expires_at=None, error_message=reason):
+        job_changed(job, JobState.QUEUED)
     return JobState.QUEUED
 
 
@@ -516,6 +528,7 @@ def job_cancel(*, user: User, job: Job) -> Job:
         cancel_requested_at=now
     )
     job.refresh_from_db()
+    job_changed(job, job.state, cancel=True)
     return job
 
 
@@ -525,6 +538,7 @@ def job_interrupt(*, user: User, job: Job) -> Job:
         raise Conflict(f"Only a running job can be interrupted; job {job.pk} is {job.state}.", code="job_not_running")
     Job.objects.filter(pk=job.pk, interrupt_requested_at__isnull=True).update(interrupt_requested_at=timezone.now())
     job.refresh_from_db()
+    job_changed(job, job.state, interrupt=True)
     return job
 
 

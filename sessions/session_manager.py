@@ -28,13 +28,14 @@ from apps.accounts.models import ApiTicket
 from apps.accounts.services import ticket_issue_for_user, ticket_revoke
 from apps.catalog.environments import version_python
 from apps.catalog.keys import platform_private_key
+from pro_portal import notify
 from sessions.runtime import package
 
 from . import data_sessions as service
 from . import launcher, selectors
 from .models import DataSession, SessionState
 from .network import NetworkGrant, grant_of
-from .relay import Relays, forward_to, relays, url_target
+from .relay import Relays, forward_to, relays, socket_path, url_target
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class WarmInterpreter:
         if preload:
             (self.workdir / "preload.txt").write_text("\n".join(preload))
             pool_args += ["--preload", f"{launcher.work_path(self.workdir)}/preload.txt"]
-        self.api_socket = self.workdir.with_name(self.workdir.name + ".sock")
+        self.api_socket = socket_path(self.workdir, "api")
         self.listener = socket.create_server((settings.PRO_NODE_ADDRESS, 0), backlog=64)
         self.port = self.listener.getsockname()[1]
         self.relay = relay
@@ -292,6 +293,7 @@ class SessionManager:
         launcher.remove_leftovers("session")
         self.mark_orphans()
         default = self._default_python()
+        wake = notify.hub().subscribe("sessions")
         last_reconcile = 0.0
         while not stopping.is_set():
             try:
@@ -304,7 +306,10 @@ class SessionManager:
                 logger.exception("The session manager's loop failed; trying again")
                 started = False
             if not started:
-                stopping.wait(settings.PRO_JOB_POLL_SECONDS)
+                # Running sessions are reconciled every second (their processes are watched
+                # here); an idle manager waits for a launch or a stop to be notified.
+                wake.idle(stopping, 1.0 if self.running else settings.PRO_QUEUE_SAFETY_POLL_SECONDS)
+        wake.close()
         self.shutdown()
         connection.close()
 

@@ -36,7 +36,9 @@ from django.db import close_old_connections, connection
 from apps.catalog.environments import version_python
 from apps.catalog.keys import platform_private_key
 from apps.storage import services as storage
+from pro_portal import notify
 from pro_portal.errors import ApplicationError
+from pro_portal.notify import Subscription
 from sessions.runtime import package
 
 from . import jobs, launcher, selectors
@@ -381,6 +383,8 @@ class SolveWorker:
         self.node = node
         self.capacity = capacity
         self.running: dict[int, tuple[SolveSupervisor, threading.Thread]] = {}
+        self.wake: Subscription | None = None
+        self.next_due: float | None = None  # the earliest start time of a job queued for later
 
     def reconcile(self) -> int:
         """Requeue the jobs an earlier run of this node's worker left running (it died); return how many."""
@@ -403,13 +407,34 @@ class SolveWorker:
         if job is None:
             return None
         supervisor = SolveSupervisor(job)
-        thread = threading.Thread(target=supervisor.run, name=f"job-{job.pk}", daemon=True)
+        thread = threading.Thread(target=self._supervise, args=(supervisor,), name=f"job-{job.pk}", daemon=True)
         self.running[job.pk] = (supervisor, thread)
         thread.start()
         return job
 
+    def _supervise(self, supervisor: SolveSupervisor) -> None:
+        try:
+            supervisor.run()
+        finally:
+            if self.wake is not None:
+                self.wake.poke()  # a slot is free: look at the queue now
+
+    def _idle(self, stopping: threading.Event) -> None:
+        """Wait for a job to be queued (a notification), a free slot, or the safety poll."""
+        timeout = settings.PRO_QUEUE_SAFETY_POLL_SECONDS
+        if self.next_due is not None:
+            timeout = max(0.0, min(timeout, self.next_due - time.time()))
+        assert self.wake is not None
+        for message in self.wake.idle(stopping, timeout):
+            due = message.get("not_before")
+            if message.get("state") == JobState.QUEUED and isinstance(due, (int, float)) and due > time.time():
+                self.next_due = min(due, self.next_due or due)
+        if self.next_due is not None and self.next_due <= time.time():
+            self.next_due = None
+
     def run(self, stopping: threading.Event) -> None:
         launcher.mode()  # refuses to run app code where it cannot be sandboxed
+        self.wake = notify.hub().subscribe("jobs")
         launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
         removed = launcher.remove_leftovers("job")
         if removed:
@@ -425,7 +450,8 @@ class SolveWorker:
                 close_old_connections()
                 started = None
             if started is None:
-                stopping.wait(settings.PRO_JOB_POLL_SECONDS)
+                self._idle(stopping)
+        self.wake.close()
         self.shutdown()
         connection.close()
 
