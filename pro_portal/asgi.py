@@ -13,12 +13,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from apps.accounts.middleware import WebsocketClientAddressMiddleware, WebsocketOriginValidator  # noqa: E402
 
 from .body_limits import BodyLimitMiddleware  # noqa: E402
+from .health import HealthCheck  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # Body limits are enforced here: Django reads a whole body before its middleware runs.
-        "http": BodyLimitMiddleware(django_asgi_app),
+        "http": HealthCheck(BodyLimitMiddleware(django_asgi_app)),
         "websocket": WebsocketClientAddressMiddleware(
             WebsocketOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),

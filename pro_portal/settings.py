@@ -104,7 +104,13 @@ TEMPLATES = [
 
 _database_url = env_str("DATABASE_URL")
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_health_checks=True)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            _database_url,
+            conn_health_checks=env_bool("PRO_DB_CONN_HEALTH_CHECKS", True),
+            conn_max_age=env_int("PRO_DB_CONN_MAX_AGE", 0, minimum=0),
+        )
+    }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["TEST"] = {"NAME": env_str("PRO_TEST_DATABASE", "test_pro_platform")}
 else:
@@ -187,7 +193,9 @@ Q_CLUSTER = {
     "ack_failures": True,
     "catch_up": False,
     "save_limit": 500,
-    "poll": 0.5,
+    # Without Redis the queue is a table, and its pusher waits for a notification of a new task
+    # (pro_portal.task_broker) rather than sleeping between looks.
+    "poll": 0,
     "label": "Task queue",
 }
 if REDIS_URL:
@@ -195,6 +203,7 @@ if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["broker_class"] = "pro_portal.task_broker.NotifiedORM"
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # ---------------------------------------------------------------- auth and API
@@ -247,6 +256,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Jobs, sessions and environments each have a "state": each its own named enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"EnvironmentStateEnum": "apps.catalog.models.EnvironmentState"},
 }
 
 # ---------------------------------------------------------------- the platform
@@ -354,7 +365,9 @@ PRO_JOB_RETENTION_DAYS = env_int("PRO_JOB_RETENTION_DAYS", 30, minimum=1)
 # A job's stored log: its head and its tail are kept, the middle past this is dropped (sessions.jobs).
 PRO_JOB_LOG_MAX_BYTES = env_int("PRO_JOB_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 PRO_MAX_SOLVES = env_int("PRO_MAX_SOLVES", 2, minimum=1)
-PRO_JOB_POLL_SECONDS = float(env_str("PRO_JOB_POLL_SECONDS", "0.05"))
+# Idle solve workers and session managers wait for a notification (pro_portal.notify) and look at
+# the queue on their own only this often: the safety net, not the way work is found.
+PRO_QUEUE_SAFETY_POLL_SECONDS = env_float("PRO_QUEUE_SAFETY_POLL_SECONDS", 10.0, minimum=0.05)
 PRO_WORK_DIR = DATA_DIR / "work"
 PRO_MAX_CASE_BYTES = env_int("PRO_MAX_CASE_BYTES", 2 * 1024**3, minimum=1024)
 

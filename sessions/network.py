@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from .relay import forward_to, pipe, relays
+from .relay import forward_to, pipe, relays, socket_path
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def open_network(grant: NetworkGrant, workdir: Path) -> SandboxNetwork:
     forwards, names = [], {}
     inside = _inside_addresses(grant)
     for index, (host, port) in enumerate(grant.targets):
-        path = workdir.with_name(f"{workdir.name}.net{index}.sock")
+        path = socket_path(workdir, f"net{index}")
         relays().open(path, forward_to(host, port))
         network.sockets.append(path)
         network.read_only[f"/pro/net/{index}.sock"] = path
@@ -105,7 +105,7 @@ def open_network(grant: NetworkGrant, workdir: Path) -> SandboxNetwork:
         if not _is_ip(host):
             names[host] = inside[(host, port)]
     if grant.outbound:
-        path = workdir.with_name(f"{workdir.name}.proxy.sock")
+        path = socket_path(workdir, "proxy")
         relays().open(path, proxy_handler(grant))
         network.sockets.append(path)
         network.read_only["/pro/net/proxy.sock"] = path

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,6 +33,23 @@ MAX_CONNECTIONS = 32  # open connections one sandbox may hold through one relay 
 OPEN_TIMEOUT = 5.0
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+MAX_SOCKET_PATH = 100  # a Unix socket's path is at most 107 bytes
+
+
+def socket_path(workdir: Path, label: str) -> Path:
+    """Where the host side of a sandbox's relay listens: beside its working folder, or, when that
+    path is too long for a Unix socket (a deep data folder), in a private folder under /tmp."""
+    beside = workdir.with_name(f"{workdir.name}.{label}.sock")
+    if len(os.fsencode(beside)) <= MAX_SOCKET_PATH:
+        return beside
+    folder = Path(tempfile.gettempdir()) / f"pro-sockets-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid() or folder.is_symlink():
+        raise PermissionError(f"{folder} is not this user's own folder")
+    digest = hashlib.sha256(str(workdir).encode()).hexdigest()[:16]
+    return folder / f"{digest}.{label}.sock"
 
 
 def url_target(url: str) -> tuple[str, int]:

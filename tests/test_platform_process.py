@@ -121,6 +121,9 @@ def fresh(tmp_path) -> FreshPlatform:
             "PRO_DATA_DIR": str(data_dir),
             "PRO_HTTP_PORT": str(port),
             "PRO_NODE_NAME": f"fresh-node-{port}",
+            # The sample apps' requirements from the tests' local wheels, not the package index.
+            "PRO_PACKAGE_INDEX_URL": "",
+            "PRO_FIND_LINKS": str(ROOT / "var" / "test-wheelhouse"),
         }
     )
     return FreshPlatform(data_dir=data_dir, port=port, env=env)

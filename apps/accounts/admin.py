@@ -4,6 +4,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from .models import ApiKey, ApiTicket, GroupNetworks, SecurityEvent
+from .services import credentials_forget
 
 
 class GroupNetworksInline(admin.StackedInline):
@@ -42,6 +43,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
         for key in queryset.filter(revoked_at__isnull=True):
             ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+            credentials_forget()
             security_event("apikey.revoke", request=request, target=f"API key {key.prefix}… ({key.name}) of {key.user}")
 
 

@@ -14,7 +14,7 @@ from pro_portal.errors import ApplicationError, NotFound
 from .events import security_event
 from .models import ApiKey
 from .selectors import api_keys_of
-from .services import credential_hash, credential_lookup
+from .services import credential_hash, credential_lookup, credentials_forget
 
 API_KEY_PREFIX = "pro_k_"
 MAX_KEYS_PER_USER = 50
@@ -63,6 +63,7 @@ def api_key_revoke(*, user: User, key_id: int, request=None) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=key.revoked_at)
+        credentials_forget()
         security_event(
             "apikey.revoke", request=request, actor=user.username, target=f"API key {key.prefix}… ({key.name})"
         )

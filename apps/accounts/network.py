@@ -20,6 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http.request import is_same_domain, split_domain_port, validate_host
 
 from pro_portal.errors import Forbidden
+from pro_portal.ttl_cache import TTLCache
 
 from .addresses import Network, address_within, parse_address, parse_networks, parse_origin
 from .events import security_event
@@ -62,9 +63,19 @@ def client_address(peer: str, forwarded_for: str | None) -> str:
     return str(address)
 
 
+# Asked on every API request: a change of a group's ranges or members applies within a second.
+_group_texts: TTLCache[list[str]] = TTLCache(1.0)
+
+
+def networks_forget() -> None:
+    _group_texts.clear()
+
+
 def _group_networks(user: AbstractBaseUser) -> list[Network] | None:
     """The union of the ranges of the user's groups that have ranges; None when none has."""
-    texts = list(GroupNetworks.objects.filter(group__user=user).values_list("networks", flat=True))
+    texts = _group_texts.get(
+        user.pk, lambda: list(GroupNetworks.objects.filter(group__user=user).values_list("networks", flat=True))
+    )
     if not texts:
         return None
     return parse_networks(" ".join(texts).split())

@@ -5,15 +5,16 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import is_password_usable
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from pro_portal.errors import access_denied
 
 from .api_keys import api_keys_revoke_all
 from .events import security_event
-from .models import SecurityOutcome
-from .services import group_everyone, ticket_revoke_all
+from .models import GroupNetworks, SecurityOutcome
+from .network import networks_forget
+from .services import credentials_forget, group_everyone, ticket_revoke_all
 
 
 @receiver(post_save, sender=get_user_model())
@@ -112,3 +113,15 @@ def record_unlock(sender, instance: AccessAttempt, **kwargs) -> None:
         target=f"user {instance.username or '?'} / address {instance.ip_address}",
         failures=instance.failures_since_start,
     )
+
+
+@receiver(post_save, sender=get_user_model())
+@receiver(post_delete, sender=get_user_model())
+@receiver(post_save, sender=GroupNetworks)
+@receiver(post_delete, sender=GroupNetworks)
+@receiver(m2m_changed, sender=get_user_model().groups.through)
+def forget_cached_access(sender, **kwargs) -> None:
+    """A user (deactivated, deleted), a group's ranges or its members changed: this process's
+    second-long caches of credentials and ranges start again (other processes: within a second)."""
+    credentials_forget()
+    networks_forget()

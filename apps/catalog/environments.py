@@ -179,12 +179,25 @@ def runtime_folder(runtime: Runtime) -> Path:
             runtime_file.check_payload(stream, header, sink=payload)
             payload.seek(0)
             folder_archive.extract(payload, building / "site")
+        _compile(building / "site", runtime)
 
     try:
         _fill(folder, fetch)
     except (runtime_file.RuntimeFileError, folder_archive.ArchiveError, OSError) as exc:
         raise EnvironmentUnavailable(f"Runtime {runtime.key} cannot be used on this node: {exc}") from None
     return folder / "site"
+
+
+def _compile(site: Path, runtime: Runtime) -> None:
+    """Byte-compile unpacked packages once, with the runtime's own interpreter.
+
+    A sandbox cannot write bytecode, and what pip wrote is stale once unpacked (packing drops
+    file times): without this every process would compile every module it imports, at each
+    start (+5.5 MB and +0.4 s a session). Hash-based bytecode does not depend on file times.
+    """
+    interpreter = runtime.interpreter if runtime.is_builtin else bare_python(runtime.python)
+    command = [interpreter, "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash", str(site)]
+    subprocess.run(command, check=False, capture_output=True, timeout=900)
 
 
 def runtime_python(runtime: Runtime) -> tuple[str, tuple[Path, ...]]:
@@ -224,6 +237,7 @@ def environment_folder(environment: Environment) -> Path:
                 raise runtime_file.RuntimeFileError("tampered_environment", "its archive does not match its hash")
             payload.seek(0)
             folder_archive.extract(payload, building / "site")
+        _compile(building / "site", environment.runtime)
 
     try:
         _fill(folder, fetch)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -37,6 +37,12 @@ STABLE_SECONDS = 60.0  # a child up this long has recovered: the backoff starts 
 QUICK_SECONDS = 10.0  # a child dead this soon after its start could not start at all
 MAX_QUICK_FAILURES = 5  # quick failures in a row of one child that stop the platform
 POLL_SECONDS = 0.5
+
+
+def web_workers() -> int:
+    """How many web server processes: PRO_WEB_WORKERS, else one per core this process may use."""
+    configured = env_int("PRO_WEB_WORKERS", 0, minimum=0)
+    return configured or max(1, len(os.sched_getaffinity(0)))
 
 
 def backoff_delay(failures: int) -> float:
@@ -63,6 +69,7 @@ class Child:
 
     name: str
     command: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # added to the platform's own environment
     process: subprocess.Popen | None = None
     started_at: float = 0.0  # time.monotonic() of its last start
     failures: int = 0  # failures in a row (reset once it stayed up for STABLE_SECONDS)
@@ -70,7 +77,7 @@ class Child:
     restart_at: float | None = None  # set while it is dead and waits for its restart
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, cwd=settings.BASE_DIR)
+        self.process = subprocess.Popen(self.command, cwd=settings.BASE_DIR, env={**os.environ, **self.env})
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -118,7 +125,8 @@ class Command(BaseCommand):
                     f"HTTPS needs a certificate and its key: set {' and '.join(missing)} to a readable file."
                 )
             web += ["--ssl-certfile", cert, "--ssl-keyfile", key]
-        web += ["--no-access-log", "pro_portal.asgi:application"]
+        # One server process per core (PRO_WEB_WORKERS): Python runs one request at a time per process.
+        web += ["--workers", str(web_workers()), "--no-access-log", "pro_portal.asgi:application"]
         roles = set(settings.PRO_NODE_ROLES)
         children = {"agent": [*manage, "node_agent"]}
         if "web" in roles:
@@ -134,7 +142,17 @@ class Command(BaseCommand):
         host = env_str("PRO_HTTP_HOST", "127.0.0.1")
         port = env_int("PRO_HTTP_PORT", 8000, minimum=1)
         # Refuses a bad configuration before anything starts.
-        children = [Child(name, cmd) for name, cmd in self._children(host, port).items()]
+        # The background children keep their database connection (a reconnection per poll costs
+        # more than the poll) and skip the health check before each use (their loops reconnect
+        # after an error); the web server does not: under ASGI a connection belongs to a thread.
+        background = {
+            "PRO_DB_CONN_MAX_AGE": env_str("PRO_DB_CONN_MAX_AGE", "600"),
+            "PRO_DB_CONN_HEALTH_CHECKS": env_str("PRO_DB_CONN_HEALTH_CHECKS", "false"),
+        }
+        children = [
+            Child(name, cmd, background if name in ("workers", "solves", "sessions", "agent") else {})
+            for name, cmd in self._children(host, port).items()
+        ]
         stopping = stop_on_signals()
         for child in children:
             child.start()

@@ -1,0 +1,121 @@
+"""The web tier under load, as a new user runs it (``make run`` defaults), measured with wrk (not a test).
+
+    .venv/bin/python bench/web_bench.py [--seconds 10] [--connections 16] [--out bench/web-results.json]
+
+It starts a throwaway platform (``run_platform`` on a temporary data folder: SQLite, every role,
+one web server process per core), logs in for a ticket, runs one job, and points Debian's ``wrk``
+(``apt-get install wrk``) at: a job's detail with the ticket (what every polling script and page
+does), the app list with the ticket, and ``/healthz``. It prints requests per second and the
+latency percentiles, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "Bench-pass-123"  # noqa: S105 - the throwaway platform's admin
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def start_platform(folder: Path, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PRO_DATA_DIR": str(folder),
+        "PRO_HTTP_PORT": str(port),
+        "PRO_ADMIN_PASSWORD": PASSWORD,
+        "DJANGO_SETTINGS_MODULE": "pro_portal.settings",
+    }
+    for name in ("DATABASE_URL", "REDIS_URL", "PRO_STORAGE_URL"):
+        env.pop(name, None)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    for command in (["migrate", "--noinput", "-v0"], ["pro_bootstrap"]):
+        subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
+    log = open(folder / "platform.log", "ab")  # noqa: SIM115 - the process keeps it
+    process = subprocess.Popen(
+        [*manage, "run_platform"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    for _ in range(300):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                return process
+        except requests.RequestException:
+            time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise RuntimeError("the platform did not start")
+
+
+def milliseconds(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * UNITS[unit]
+
+
+def wrk(url: str, seconds: float, connections: int, header: str | None) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+    if header:
+        command[1:1] = ["-H", header]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    found = {"requests_per_second": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}
+    for percentile in ("50", "99"):
+        found[f"p{percentile}_ms"] = milliseconds(re.search(rf"\s{percentile}%\s+(\S+)", out)[1])
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    found["non_2xx"] = int(errors[1]) if errors else 0
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--port", type=int, default=8793)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "web-results.json"))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install wrk", file=sys.stderr)
+        return 2
+    base = f"http://127.0.0.1:{args.port}"
+    with tempfile.TemporaryDirectory(prefix="pro-bench-", ignore_cleanup_errors=True) as folder:
+        platform = start_platform(Path(folder), args.port)
+        try:
+            ticket = requests.post(
+                f"{base}/api/v1/auth/tickets", json={"username": "admin", "password": PASSWORD}, timeout=30
+            ).json()["ticket"]
+            auth = f"Authorization: Bearer {ticket}"
+            job = requests.post(
+                f"{base}/api/v1/jobs",
+                json={"app": "transport", "procedure": "solve"},
+                headers={"Authorization": f"Bearer {ticket}"},
+                timeout=30,
+            ).json()
+            targets = {
+                "job_detail": (f"{base}/api/v1/jobs/{job['id']}", auth),
+                "app_list": (f"{base}/api/v1/apps", auth),
+                "healthz": (f"{base}/healthz", None),
+            }
+            results = {
+                name: wrk(url, args.seconds, args.connections, header) for name, (url, header) in targets.items()
+            }
+        finally:
+            os.killpg(platform.pid, signal.SIGINT)
+            platform.wait(timeout=60)
+    print(f"{'endpoint':14} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, found in results.items():
+        print(f"{name:14} {found['requests_per_second']:10.0f} {found['p50_ms']:9.1f} {found['p99_ms']:9.1f}")
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
