@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 import requests
+from throwaway import throwaway_platform
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "Bench-pass-123"  # noqa: S105 - the throwaway platform's admin
 DATABASE = "pro_idle_bench"
 
 
@@ -34,34 +30,6 @@ def commits(server: str) -> int:
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [DATABASE]).fetchone()
         return int(row[0]) if row else 0
-
-
-def start(folder: Path, server: str, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PRO_DATA_DIR": str(folder),
-        "PRO_HTTP_PORT": str(port),
-        "PRO_ADMIN_PASSWORD": PASSWORD,
-        "DATABASE_URL": f"{server}/{DATABASE}",
-        "DJANGO_SETTINGS_MODULE": "pro_portal.settings",
-    }
-    for name in ("REDIS_URL", "PRO_STORAGE_URL"):
-        env.pop(name, None)
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    for command in (["migrate", "--noinput", "-v0"], ["pro_bootstrap"]):
-        subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
-    log = open(folder / "platform.log", "ab")  # noqa: SIM115 - the process keeps it
-    process = subprocess.Popen(
-        [*manage, "run_platform"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    for _ in range(300):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return process
-        except requests.RequestException:  # not listening yet, or busy starting
-            time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError("the platform did not start")
 
 
 def submit_to_running(base: str, headers: dict) -> float:
@@ -88,22 +56,13 @@ def main() -> int:
         admin.execute(f"CREATE DATABASE {DATABASE}")
         if args.log_statements:  # each statement in PostgreSQL's log, to see who asks what
             admin.execute(f"ALTER DATABASE {DATABASE} SET log_statement = 'all'")
-    with tempfile.TemporaryDirectory(prefix="pro-bench-", ignore_cleanup_errors=True) as folder:
-        platform = start(Path(folder), args.server, args.port)
-        try:
-            time.sleep(args.settle)
-            before = commits(args.server)
-            time.sleep(args.seconds)
-            idle = (commits(args.server) - before) / args.seconds
-            base = f"http://127.0.0.1:{args.port}"
-            ticket = requests.post(
-                f"{base}/api/v1/auth/tickets", json={"username": "admin", "password": PASSWORD}, timeout=30
-            ).json()["ticket"]
-            headers = {"Authorization": f"Bearer {ticket}"}
-            latencies = sorted(submit_to_running(base, headers) for _ in range(10))
-        finally:
-            os.killpg(platform.pid, signal.SIGINT)
-            platform.wait(timeout=60)
+    with throwaway_platform(args.port, DATABASE_URL=f"{args.server}/{DATABASE}") as platform:
+        time.sleep(args.settle)
+        before = commits(args.server)
+        time.sleep(args.seconds)
+        idle = (commits(args.server) - before) / args.seconds
+        headers = {"Authorization": f"Bearer {platform.ticket()}"}
+        latencies = sorted(submit_to_running(platform.url, headers) for _ in range(10))
     with psycopg.connect(f"{args.server}/postgres", autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     results = {

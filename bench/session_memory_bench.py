@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import throwaway
+from throwaway import PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "Bench-pass-123"  # noqa: S105 - the throwaway platform's admin
 SESSION_MODULE = "sessions.runtime.session_server"
 ROLLUP_KEYS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Anonymous", "Swap")
 
@@ -204,35 +205,7 @@ def manager_pid(platform_pid: int) -> int | None:
 
 
 def start_platform(folder: Path, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PRO_DATA_DIR": str(folder),
-        "PRO_HTTP_PORT": str(port),
-        "PRO_ADMIN_PASSWORD": PASSWORD,
-        "DJANGO_SETTINGS_MODULE": "pro_portal.settings",
-        **extra_env,
-    }
-    for name in ("DATABASE_URL", "REDIS_URL", "PRO_STORAGE_URL"):
-        env.pop(name, None)
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    for command in (["migrate", "--noinput", "-v0"], ["pro_bootstrap"]):
-        subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
-    process = subprocess.Popen(
-        [*manage, "run_platform"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError("the platform did not start")
+    return throwaway.start(folder, port, **extra_env)
 
 
 class Api:

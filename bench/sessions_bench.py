@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 
 import requests
+import throwaway
+from throwaway import PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "Bench-pass-123"  # noqa: S105 - the throwaway platform's admin
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -42,35 +43,9 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def start_platform(folder: Path, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PRO_DATA_DIR": str(folder),
-        "PRO_HTTP_PORT": str(port),
-        "PRO_ADMIN_PASSWORD": PASSWORD,
-        "DJANGO_SETTINGS_MODULE": "pro_portal.settings",
-    }
-    for name in ("DATABASE_URL", "REDIS_URL", "PRO_STORAGE_URL"):
-        env.pop(name, None)
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    for command in (["migrate", "--noinput", "-v0"], ["pro_bootstrap"]):
-        subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
-    process = subprocess.Popen(
-        [*manage, "run_platform"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
-                time.sleep(2)  # let the session manager warm its pool
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError("the platform did not start")
+    process = throwaway.start(folder, port)
+    time.sleep(2)  # let the session manager warm its pool
+    return process
 
 
 async def launch_once(base: str, headers: dict, ws_base: str, app: str) -> tuple[float, str]:

@@ -13,48 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import requests
+from throwaway import throwaway_platform
 
 ROOT = Path(__file__).resolve().parent.parent
-PASSWORD = "Bench-pass-123"  # noqa: S105 - the throwaway platform's admin
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-def start_platform(folder: Path, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PRO_DATA_DIR": str(folder),
-        "PRO_HTTP_PORT": str(port),
-        "PRO_ADMIN_PASSWORD": PASSWORD,
-        "DJANGO_SETTINGS_MODULE": "pro_portal.settings",
-    }
-    for name in ("DATABASE_URL", "REDIS_URL", "PRO_STORAGE_URL"):
-        env.pop(name, None)
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    for command in (["migrate", "--noinput", "-v0"], ["pro_bootstrap"]):
-        subprocess.run([*manage, *command], env=env, cwd=ROOT, check=True, capture_output=True)
-    log = open(folder / "platform.log", "ab")  # noqa: SIM115 - the process keeps it
-    process = subprocess.Popen(
-        [*manage, "run_platform"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    for _ in range(300):
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
-                return process
-        except requests.RequestException:
-            time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError("the platform did not start")
 
 
 def milliseconds(text: str) -> float:
@@ -85,31 +54,21 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
-    base = f"http://127.0.0.1:{args.port}"
-    with tempfile.TemporaryDirectory(prefix="pro-bench-", ignore_cleanup_errors=True) as folder:
-        platform = start_platform(Path(folder), args.port)
-        try:
-            ticket = requests.post(
-                f"{base}/api/v1/auth/tickets", json={"username": "admin", "password": PASSWORD}, timeout=30
-            ).json()["ticket"]
-            auth = f"Authorization: Bearer {ticket}"
-            job = requests.post(
-                f"{base}/api/v1/jobs",
-                json={"app": "transport", "procedure": "solve"},
-                headers={"Authorization": f"Bearer {ticket}"},
-                timeout=30,
-            ).json()
-            targets = {
-                "job_detail": (f"{base}/api/v1/jobs/{job['id']}", auth),
-                "app_list": (f"{base}/api/v1/apps", auth),
-                "healthz": (f"{base}/healthz", None),
-            }
-            results = {
-                name: wrk(url, args.seconds, args.connections, header) for name, (url, header) in targets.items()
-            }
-        finally:
-            os.killpg(platform.pid, signal.SIGINT)
-            platform.wait(timeout=60)
+    with throwaway_platform(args.port) as platform:
+        ticket = platform.ticket()
+        auth = f"Authorization: Bearer {ticket}"
+        job = requests.post(
+            f"{platform.url}/api/v1/jobs",
+            json={"app": "transport", "procedure": "solve"},
+            headers={"Authorization": f"Bearer {ticket}"},
+            timeout=30,
+        ).json()
+        targets = {
+            "job_detail": (f"{platform.url}/api/v1/jobs/{job['id']}", auth),
+            "app_list": (f"{platform.url}/api/v1/apps", auth),
+            "healthz": (f"{platform.url}/healthz", None),
+        }
+        results = {name: wrk(url, args.seconds, args.connections, header) for name, (url, header) in targets.items()}
     print(f"{'endpoint':14} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     for name, found in results.items():
         print(f"{name:14} {found['requests_per_second']:10.0f} {found['p50_ms']:9.1f} {found['p99_ms']:9.1f}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.helpers import publish_as
+from tests.helpers import password, publish_as
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.live]
 
@@ -42,6 +42,14 @@ def browser_page():
         page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
         yield page, errors
         browser.close()
+
+
+def log_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password(username))
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
 
 
 def shot(page, name: str) -> Path:
@@ -77,11 +85,7 @@ def test_transport_edit_solve_save_load_compare(live_node, transport_for_carol, 
     page, errors = browser_page
     base = live_node.url
 
-    page.goto(f"{base}/login/")
-    page.fill("input[name=username]", "carol")
-    page.fill("input[name=password]", "carol-Secret-pw-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, "carol")
     shot(page, "1-catalogue")
 
     clicked = time.monotonic()
@@ -155,11 +159,7 @@ def pyomo_for_carol(carol, alice, runtime, platform_public_key):
 def test_an_app_with_its_own_packages_solves_in_the_browser(live_node, pyomo_for_carol, browser_page):
     page, errors = browser_page
     base = live_node.url
-    page.goto(f"{base}/login/")
-    page.fill("input[name=username]", "carol")
-    page.fill("input[name=password]", "carol-Secret-pw-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
+    log_in(page, base, "carol")
     page.locator("[data-app=pyomo-blending]").get_by_role("button", name="Open").click()
     page.wait_for_selector("#page input.cell")
     page.get_by_role("button", name="Solve").click()
