@@ -177,6 +177,7 @@ def credential_lookup(model: type[Credential], raw: str, prefix: str) -> Credent
     # Writing on every request would make the table hot; a minute's precision is plenty.
     if credential.last_used_at is None or now - credential.last_used_at > timedelta(minutes=1):
         model.objects.filter(pk=credential.pk).update(last_used_at=now)
+        credential.last_used_at = now  # the cached copy too, or it would write again for a second
     return credential
 
 

@@ -36,6 +36,11 @@ from .serializers import (
 
 
 def app_out(request, apps, many: bool = False) -> dict | list:
+    """Apps as the user sees them: their access and the versions they may use.
+
+    Both are read along by the selectors (``apps_for_user``, ``with_versions``) for a list:
+    what is asked per app here answers from what was read.
+    """
     user = request.user
     context = {
         "access": lambda app: selectors.app_access_level(user, app),
@@ -150,7 +155,8 @@ class AppListApi(APIView):
 
     @extend_schema(responses=AppOut(many=True))
     def get(self, request):
-        return Response(app_out(request, selectors.apps_for_user(request.user), many=True))
+        apps = selectors.with_versions(selectors.apps_for_user(request.user))
+        return Response(app_out(request, apps, many=True))
 
     @extend_schema(
         request={"multipart/form-data": PublishForm, "application/octet-stream": bytes},

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Value, When
 
 from pro_portal.errors import Forbidden, NotFound
 
@@ -15,18 +17,40 @@ WHEELHOUSE = "wheelhouse"  # the storage folder of the wheels admins uploaded
 
 
 def apps_for_user(user: User) -> QuerySet[App]:
-    """The apps a user may see: owned, granted to them or to one of their groups; admins all."""
-    apps = App.objects.select_related("latest_version", "owner")
+    """The apps a user may see: owned, granted to them or to one of their groups; admins all.
+
+    Each app carries the user's access to it, read in the same query: ``app_access_level`` and
+    ``app_can_manage`` then ask nothing more of the database for these apps.
+    """
+    apps = App.objects.select_related("latest_version", "owner").annotate(
+        access_user_id=Value(user.pk, output_field=IntegerField()), access_level=_access_level(user)
+    )
     if user.is_superuser:
         return apps
     visible = Q(owner=user) | Q(grants__user=user) | Q(grants__group__in=user.groups.all())
     return apps.filter(pk__in=App.objects.filter(visible).values("pk"))
 
 
+def _access_level(user: User) -> Case | Value:
+    """What ``app_access_level`` answers, as an expression over an app row (for ``apps_for_user``)."""
+    if user.is_superuser:
+        return Value(MANAGER_ACCESS, output_field=CharField())
+    grants = AppGrant.objects.filter(app=OuterRef("pk")).filter(Q(user=user) | Q(group__in=user.groups.all()))
+    return Case(
+        When(owner=user, then=Value(MANAGER_ACCESS)),
+        When(Exists(grants.filter(level=AccessLevel.COLLABORATOR)), then=Value(AccessLevel.COLLABORATOR.value)),
+        When(Exists(grants.filter(level=AccessLevel.VIEWER)), then=Value(AccessLevel.VIEWER.value)),
+        default=None,
+        output_field=CharField(),
+    )
+
+
 def app_access_level(user: User, app: App) -> str | None:
     """``manager`` (admin or owner), ``collaborator``, ``viewer`` or ``None``."""
     if not user.is_authenticated:
         return None
+    if getattr(app, "access_user_id", None) == user.pk:  # read along by apps_for_user(user)
+        return getattr(app, "access_level", None)
     if user.is_superuser or (app.owner_id is not None and app.owner_id == user.pk):
         return MANAGER_ACCESS
     levels = set(app.grants.filter(Q(user=user) | Q(group__in=user.groups.all())).values_list("level", flat=True))
@@ -49,21 +73,36 @@ def app_get_for_user(user: User, name: str) -> App:
     return app
 
 
+# What a version is shown with: read along with it.
+VERSION_RELATIONS = ("runtime", "published_by", "environment")
+
+
+def with_versions(apps: QuerySet[App]) -> QuerySet[App]:
+    """``apps`` with every version of each read along, in one more query for all of them.
+
+    ``versions_for_user`` then picks each app's versions from these instead of asking.
+    """
+    every = AppVersion.objects.select_related(*VERSION_RELATIONS)
+    return apps.prefetch_related(Prefetch("versions", queryset=every, to_attr="every_version"))
+
+
 def versions_for_user(user: User, app: App) -> list[AppVersion]:
     """The app's versions, newest first.
 
     Those who manage the app see them all; users see the verified versions that are not hidden.
     """
-    versions = app.versions.select_related("runtime", "published_by", "environment")
+    every: Iterable[AppVersion] | None = getattr(app, "every_version", None)  # read along by with_versions
+    if every is None:
+        every = app.versions.select_related(*VERSION_RELATIONS)
     if not app_can_manage(user, app):
-        versions = versions.filter(is_hidden=False, verification_state=VerificationState.VERIFIED)
-    return sorted(versions, key=lambda v: v.sort_key, reverse=True)
+        every = [v for v in every if not v.is_hidden and v.verification_state == VerificationState.VERIFIED]
+    return sorted(every, key=lambda v: v.sort_key, reverse=True)
 
 
 def catalogue_for_user(user: User) -> list[tuple[App, list[AppVersion]]]:
     """The apps a user may see that have a version they may use, with those versions, by category and title."""
     listed = []
-    for app in apps_for_user(user).order_by("category", "title"):
+    for app in with_versions(apps_for_user(user).order_by("category", "title")):
         versions = versions_for_user(user, app)
         if versions:
             listed.append((app, versions))
@@ -125,7 +164,10 @@ def runtime_detail(user: User, key: str) -> Runtime:
         raise Forbidden("Only admins see a runtime's details.")
     runtime = (
         runtimes()
-        .prefetch_related("app_versions__app", "environments__app_versions__app", "environments__runtime")
+        .prefetch_related(
+            Prefetch("app_versions", queryset=_versions_with_app()),
+            Prefetch("environments__app_versions", queryset=_versions_with_app()),
+        )
         .filter(key=key)
         .first()
     )
@@ -137,7 +179,16 @@ def runtime_detail(user: User, key: str) -> Runtime:
 def environments(user: User) -> QuerySet[Environment]:
     if not user.is_superuser:
         raise Forbidden("Only admins see the app environments.")
-    return Environment.objects.select_related("runtime").prefetch_related("app_versions__app").order_by("-created_at")
+    return (
+        Environment.objects.select_related("runtime")
+        .prefetch_related(Prefetch("app_versions", queryset=_versions_with_app()))
+        .order_by("-created_at")
+    )
+
+
+def _versions_with_app() -> QuerySet[AppVersion]:
+    """App versions with their apps, for lists that name them (``demo 1.0.0``)."""
+    return AppVersion.objects.select_related("app")
 
 
 def wheelhouse_files(user: User) -> list[dict]:
