@@ -9,7 +9,8 @@ and measures, each beside the same work done by a bare subprocess:
 - end to end: from the submit call to the job seen succeeded;
 - throughput: jobs per second for N trivial jobs;
 - the solve time of every instance in examples/instances through the platform (mps-solver),
-  beside a direct highspy call in this process.
+  beside a direct highspy call in this process (a rough figure: for HiGHS's own time in a job
+  beside a direct run, interleaved and repeated, see bench/solve_overhead_bench.py).
 
 It prints a table and writes JSON.
 """
