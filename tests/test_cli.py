@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from sessions.runtime import package
-from tests.helpers import LAB, Pro, publish_folder, table, verify_pending
+from tests.helpers import LAB, Pro, publish_folder, table, verify_pending, wait_until
 from tests.live import free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
@@ -96,6 +96,9 @@ def test_api_keys_for_scripts(pro_as, carol):
     assert "API keys cannot create or revoke API keys" in script.fails("key", "create", "more", env=env)
     key_id = next(line.split()[0] for line in listed.splitlines() if "nightly" in line)
     client.run("key", "revoke", key_id)
+    # Each web process caches a credential for a second (pro_portal.ttl_cache): refused within it.
+    refused = wait_until(lambda: script.run("app", "list", env=env, ok=False).returncode == 1, timeout=5)
+    assert refused, "a revoked key still works"
     assert "unknown, expired or revoked" in script.fails("app", "list", env=env)
     assert "The expiry must be in the future" in client.fails(
         "key", "create", "old", "--expires", "2001-01-01T00:00:00Z"
