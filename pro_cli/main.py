@@ -1,8 +1,8 @@
 """``pro``: the platform's command-line tool, a thin client of the REST API.
 
     pro login --url http://127.0.0.1:8000
-    pro app pack examples/transport
-    pro app publish transport-1.0.0.proapp
+    pro app pack examples/transport               # imports the app in a process of its own, checks it
+    pro app publish transport-1.0.0.proapp        # uploads it, waits for the platform's verification
     pro storage put model.mps apps/mps-solver/data/model.mps
     pro runtime build --name py311-or --version 1.0 --lock lock.txt --key runtimes.pem
 
@@ -21,7 +21,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,7 @@ from sessions.runtime.version import __version__
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 CHUNK = 1024 * 1024
 TIMEOUT = (10, 600)
@@ -54,7 +58,12 @@ def config_path() -> Path:
 
 def load_config() -> dict[str, Any]:
     path = config_path()
-    config = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        config = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read {path} ({exc}): remove it and run 'pro login' again") from None
+    if not isinstance(config, dict):
+        raise CliError(f"{path} is not a configuration of pro: remove it and run 'pro login' again")
     if os.environ.get("PRO_URL"):
         config["url"] = os.environ["PRO_URL"]
     if os.environ.get("PRO_TICKET"):
@@ -71,6 +80,18 @@ def save_config(config: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.touch(mode=0o600)
     path.write_text(json.dumps(config, indent=2))
+
+
+def send(url: str, call: Callable[[], requests.Response]) -> requests.Response:
+    """Make one HTTP request; a failure to get an answer from ``url`` becomes a one-line :class:`CliError`."""
+    try:
+        return call()
+    except requests.ConnectionError:
+        raise CliError(f"cannot reach {url}") from None
+    except requests.Timeout:
+        raise CliError(f"{url} did not answer within {TIMEOUT[1]} s") from None
+    except requests.RequestException as exc:  # e.g. a URL without http:// or https://
+        raise CliError(f"cannot send a request to {url}: {exc}") from None
 
 
 def _error_message(response: requests.Response) -> str:
@@ -101,14 +122,14 @@ class Client:
             return
         if datetime.fromisoformat(expires.replace("Z", "+00:00")) - datetime.now(UTC) > RENEW_WITHIN:
             return
-        try:
-            response = self.http.post(
+        response = send(
+            self.url,
+            lambda: self.http.post(
                 f"{self.url}/api/v1/auth/tickets/current/renew",
                 headers={"Authorization": f"Bearer {self.config['ticket']}"},
                 timeout=TIMEOUT,
-            )
-        except requests.ConnectionError:
-            raise CliError(f"cannot reach {self.url}") from None
+            ),
+        )
         if response.status_code == 200:
             self.config["expires_at"] = response.json()["expires_at"]
             if config_path().is_file() and load_config().get("ticket") == self.config["ticket"]:
@@ -126,10 +147,9 @@ class Client:
         url = f"{self.url}/api/v1/{path.lstrip('/')}"
         for attempt in (1, 2):
             headers = {**kwargs.pop("headers", {}), **(self._auth() if auth else {})}
-            try:
-                response = self.http.request(method, url, headers=headers, timeout=TIMEOUT, **kwargs)
-            except requests.ConnectionError:
-                raise CliError(f"cannot reach {self.url}") from None
+            response = send(
+                self.url, partial(self.http.request, method, url, headers=headers, timeout=TIMEOUT, **kwargs)
+            )
             if response.status_code == 401 and auth and attempt == 1 and os.environ.get("PRO_PASSWORD"):
                 self.config.pop("ticket", None)
                 continue
@@ -140,19 +160,25 @@ class Client:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
-        return response.json() if response.content else None
+        try:
+            return response.json() if response.content else None
+        except ValueError:
+            raise CliError(f"{self.url} did not answer in the platform's JSON: is it the platform's address?") from None
 
 
 def issue_ticket(url: str, username: str, password: str) -> dict[str, Any]:
-    try:
-        response = requests.post(
+    response = send(
+        url,
+        lambda: requests.post(
             f"{url.rstrip('/')}/api/v1/auth/tickets", json={"username": username, "password": password}, timeout=TIMEOUT
-        )
-    except requests.ConnectionError:
-        raise CliError(f"cannot reach {url}") from None
+        ),
+    )
     if response.status_code != 201:
         raise CliError(_error_message(response))
-    return response.json()
+    try:
+        return response.json()
+    except ValueError:
+        raise CliError(f"{url} did not answer in the platform's JSON: is it the platform's address?") from None
 
 
 def local_file(name: str) -> Path:
@@ -202,7 +228,7 @@ def cmd_logout(args: argparse.Namespace) -> None:
                 headers={"Authorization": f"Bearer {config['ticket']}"},
                 timeout=TIMEOUT,
             )
-        except requests.ConnectionError:
+        except requests.RequestException:
             print(f"Could not reach {config['url']}: the ticket is forgotten here but stays valid until it expires.")
     config.pop("ticket", None)
     config.pop("expires_at", None)
@@ -243,33 +269,120 @@ def cmd_key_revoke(args: argparse.Namespace) -> None:
 def cmd_app_pack(args: argparse.Namespace) -> None:
     from sessions.runtime import package
 
-    if args.key:
-        public_pem = Path(args.key).read_bytes()
-    else:
-        config = load_config()
-        url = args.url or config.get("url")
-        if not url:
-            raise CliError("give the platform with --url (or --key with its publisher key), or run 'pro login'")
-        public_pem = Client({**config, "url": url}).json("GET", "publisher-key", auth=False)["public_key"].encode()
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CliError(f"{folder} is not a folder: give the app's folder, the one with its manifest.toml")
+    public_key = _publisher_key(args)
+    interface = describe_app(folder)
     try:
-        blob, manifest = package.pack_folder(args.folder, package.load_public_key(public_pem))
-    except (package.PackageError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+        blob, manifest = package.pack_described(folder, interface, public_key)
+    except ValueError as exc:  # PackageError, ManifestError: the manifest or the folder's files
+        raise CliError(f"cannot pack {folder}: {exc}") from None
     output = Path(args.output or f"{manifest.name}-{manifest.version}.proapp")
     output.write_bytes(blob)
     print(f"Packed {manifest.name} {manifest.version} into {output} ({len(blob)} bytes).")
 
 
+def _publisher_key(args: argparse.Namespace) -> RSAPublicKey:
+    """The key packages for the platform are encrypted with: from ``--key``, else fetched from the platform."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from sessions.runtime import package
+
+    if args.key:
+        try:
+            pem = Path(args.key).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read the publisher key {args.key}: {exc.strerror}") from None
+    else:
+        config = load_config()
+        url = args.url or config.get("url")
+        if not url:
+            raise CliError("give the platform with --url (or --key with its publisher key), or run 'pro login'")
+        answer = Client({**config, "url": url}).json("GET", "publisher-key", auth=False)
+        pem = str((answer or {}).get("public_key", "")).encode()
+    try:
+        return package.load_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        source = args.key or "the platform"
+        raise CliError(
+            f"{source} gave no publisher key (a PEM RSA public key, as GET /api/v1/publisher-key gives)"
+        ) from None
+
+
+def describe_app(folder: Path) -> dict[str, Any]:
+    """Import the app of ``folder`` in a Python process of its own and return its declared interface.
+
+    The app's code runs with this Python (the modeler's, which has the app's packages) but not
+    in this process (``pro_cli.app_check``): its prints, exceptions and exits come back as one
+    message, and a package the platform's verification would refuse is not built.
+    """
+    with tempfile.TemporaryDirectory(prefix="pro-pack-") as work:
+        result = Path(work) / "result.json"
+        # -P: the current folder does not come first on sys.path; the app's own folder does (the loader puts it there).
+        command = [sys.executable, "-P", "-m", "pro_cli.app_check", str(folder.resolve()), str(result)]
+        done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        try:
+            answer = json.loads(result.read_text())
+        except (OSError, ValueError):
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise CliError(
+                f"cannot pack {folder}: its check ended (code {done.returncode}) before answering: {last}"
+            ) from None
+    if not answer.get("ok"):
+        raise CliError(f"cannot pack {folder}: {answer.get('error')}")
+    return answer["interface"]
+
+
+VERIFY_POLL_SECONDS = 1.0
+FINAL_VERIFICATION = ("verified", "failed")
+
+
 def cmd_app_publish(args: argparse.Namespace) -> None:
+    path = local_file(args.package)
     client = Client(load_config())
-    with open(args.package, "rb") as handle:
+    with open(path, "rb") as handle:
         app = client.json(
             "POST",
             "apps",
-            files={"package": (Path(args.package).name, handle)},
+            files={"package": (path.name, handle)},
             data={"make_latest": str(not args.no_latest).lower()},
         )
-    print(f"Published {app['name']}; latest is {app['latest_version']}.")
+    name, version = app["name"], _published_version(app)
+    if args.no_wait:
+        print(f"Published {name} {version}; its verification is pending ('pro app show {name}' shows its result).")
+        return
+    print(f"Uploaded {name} {version}; waiting for the platform to verify it.", file=sys.stderr)
+    found = _wait_for_verification(client, name, version, args.timeout)
+    if found["verification_state"] == "failed":
+        reason = (found["verification_error"] or "no reason given").strip().splitlines()[0]
+        raise CliError(
+            f"{name} {version} failed verification, so no one can use it: {reason} "
+            f"('pro app show {name}' shows the whole report; 'pro app delete {name} {version}' removes it)"
+        )
+    if found["verification_state"] != "verified":
+        raise CliError(
+            f"{name} {version} is still {found['verification_state']} after {args.timeout:g} s of waiting "
+            f"(is the platform's task queue running?); 'pro app show {name}' shows its result later"
+        )
+    latest = client.json("GET", f"apps/{name}")["latest_version"]
+    print(f"Published {name} {version}, verified; latest is {latest}.")
+
+
+def _published_version(app: dict[str, Any]) -> str:
+    """The version a publish created: the answer says it; from an older server, the newest one published."""
+    if app.get("published_version"):
+        return str(app["published_version"])
+    return str(max(app["versions"], key=lambda v: v["published_at"])["version"])
+
+
+def _wait_for_verification(client: Client, name: str, version: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = client.json("GET", f"apps/{name}/versions/{version}")
+        if found["verification_state"] in FINAL_VERIFICATION or time.monotonic() >= deadline:
+            return found
+        time.sleep(VERIFY_POLL_SECONDS)
 
 
 def cmd_app_list(args: argparse.Namespace) -> None:
@@ -289,11 +402,16 @@ def cmd_app_show(args: argparse.Namespace) -> None:
             "latest" if v["is_latest"] else "",
             "hidden" if v["is_hidden"] else "",
             v["runtime"],
+            v["verification_state"],
             v["published_at"],
         ]
         for v in app["versions"]
     ]
-    print_table(rows, ["VERSION", "TAG", "HIDDEN", "RUNTIME", "PUBLISHED"])
+    print_table(rows, ["VERSION", "TAG", "HIDDEN", "RUNTIME", "VERIFICATION", "PUBLISHED"])
+    for v in app["versions"]:
+        if v["verification_state"] == "failed" and v.get("verification_error"):
+            report = v["verification_error"].strip().replace("\n", "\n    ")
+            print(f"\nVerification of {v['version']} failed:\n    {report}")
 
 
 def cmd_app_version(args: argparse.Namespace) -> None:
@@ -414,8 +532,6 @@ def cmd_job_submit(args: argparse.Namespace) -> None:
 
 
 def _follow_log(client: Client, job_id: int, echo: bool = True) -> None:
-    import time
-
     offset = 0
     while True:
         part = client.json("GET", f"jobs/{job_id}/log", params={"offset": offset})
@@ -776,9 +892,13 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--url", help="the platform to fetch the publisher key from")
     pack.add_argument("--key", help="a file with the platform's publisher key (PEM), instead of fetching it")
     pack.set_defaults(func=cmd_app_pack)
-    publish = app.add_parser("publish", help="upload a package")
+    publish = app.add_parser("publish", help="upload a package and wait for the platform to verify it")
     publish.add_argument("package")
     publish.add_argument("--no-latest", action="store_true", help="do not move the latest tag to this version")
+    publish.add_argument("--no-wait", action="store_true", help="return once uploaded, before the verification")
+    publish.add_argument(
+        "--timeout", type=float, default=900, metavar="SECONDS", help="how long to wait for the verification (900)"
+    )
     publish.set_defaults(func=cmd_app_publish)
     app.add_parser("list", help="the apps you can use").set_defaults(func=cmd_app_list)
     show = app.add_parser("show", help="an app and its versions")
@@ -932,11 +1052,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except CliError as exc:
-        print(f"pro: error: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
+    except requests.RequestException as exc:  # a connection that broke while a body streamed
+        return fail(f"the connection to the platform failed: {exc}")
+    except EOFError:  # a question (pro login's) with nothing on standard input to answer it
+        return fail("standard input ended before the question was answered: give --username and set PRO_PASSWORD")
+    except OSError as exc:  # a local file or folder named on the command line
+        return fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def fail(message: str) -> int:
+    """Say what went wrong in one line on stderr; the exit status of a failed command."""
+    print(f"pro: error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

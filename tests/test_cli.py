@@ -131,7 +131,11 @@ def test_app_pack_publish_and_manage_versions(
     done = alice_pro.run("app", "pack", str(folder), "--url", platform_server.url, "-o", str(first))
     assert done.stdout.startswith(f"Packed cli-demo 1.0.0 into {first} (")
     assert first.read_bytes().startswith(package.MAGIC)
-    assert alice_pro.run("app", "publish", str(first)).stdout.strip() == "Published cli-demo; latest is 1.0.0."
+    done = alice_pro.run("app", "publish", str(first), "--no-wait")
+    assert done.stdout.strip() == (
+        "Published cli-demo 1.0.0; its verification is pending ('pro app show cli-demo' shows its result)."
+    )
+    assert table(alice_pro.run("app", "show", "cli-demo").stdout.split("\n", 1)[1])["1.0.0"][3] == "pending"
     verify_pending()  # what the task queue would do
 
     listed = table(alice_pro.run("app", "list").stdout)
@@ -139,14 +143,14 @@ def test_app_pack_publish_and_manage_versions(
 
     shown = alice_pro.run("app", "show", "cli-demo").stdout
     assert shown.splitlines()[0] == "Cli-Demo (cli-demo), category General, owner alice, your access: manager"
-    assert table(shown.split("\n", 1)[1])["1.0.0"][:3] == ["1.0.0", "latest", "py311-highs@1.0"]
+    assert table(shown.split("\n", 1)[1])["1.0.0"][:4] == ["1.0.0", "latest", "py311-highs@1.0", "verified"]
 
     # A second version, published without the latest tag.
     second = tmp_path / "cli-demo-2.proapp"
     folder = make_app_folder(name="cli-demo", version="2.0.0")
     alice_pro.run("app", "pack", str(folder), "--url", platform_server.url, "-o", str(second))
-    done = alice_pro.run("app", "publish", str(second), "--no-latest")
-    assert done.stdout.strip() == "Published cli-demo; latest is 1.0.0."
+    done = alice_pro.run("app", "publish", str(second), "--no-latest", "--no-wait")
+    assert done.stdout.startswith("Published cli-demo 2.0.0; its verification is pending")
     verify_pending()
     versions = table(alice_pro.run("app", "show", "cli-demo").stdout.split("\n", 1)[1])
     assert versions["1.0.0"][1] == "latest"

@@ -265,16 +265,45 @@ def extract_archive(archive: bytes, destination: str | Path, limits: ArchiveLimi
     return manifest
 
 
-def pack_folder(folder: str | Path, public_key: rsa.RSAPublicKey) -> tuple[bytes, Manifest]:
-    """Build the encrypted package of an app folder (imports the app to record its interface)."""
+def describe_folder(folder: str | Path) -> dict[str, Any]:
+    """Import the app of a folder and return its declared interface, after the checks verification makes.
+
+    The platform verifies a published version by importing it in a sandbox
+    (:mod:`sessions.runtime.verify`); what that would refuse of the app's own code is refused
+    here, before a package is built: a different name in ``App(...)`` than in the manifest, or
+    initial data that does not fit its declarations. This imports app code: ``pro app pack``
+    runs it in a process of its own (:mod:`pro_cli.app_check`).
+    """
     from .loader import load_app
     from .manifest import read_author_manifest
 
-    folder = Path(folder)
     author = read_author_manifest(folder)
     partial = validate_manifest(author, require_interface=False)
     app = load_app(folder, partial)
-    manifest = validate_manifest({**author, "interface": app.describe()})
+    if app.name != partial.name:
+        raise PackageError(
+            "name_mismatch",
+            f"the app calls itself {app.name!r} but its manifest says {partial.name!r}: give App() the manifest's name",
+        )
+    try:
+        app.new_data().to_dict()
+    except ValueError as exc:
+        raise PackageError("bad_data", f"the app's initial data does not fit its declarations: {exc}") from None
+    return app.describe()
+
+
+def pack_described(
+    folder: str | Path, interface: dict[str, Any], public_key: rsa.RSAPublicKey
+) -> tuple[bytes, Manifest]:
+    """Build the encrypted package of an app folder whose interface :func:`describe_folder` returned."""
+    from .manifest import read_author_manifest
+
+    manifest = validate_manifest({**read_author_manifest(folder), "interface": interface})
     archive = build_archive(folder, manifest.to_dict())
     inspect_archive(archive)
     return encrypt(archive, public_key), manifest
+
+
+def pack_folder(folder: str | Path, public_key: rsa.RSAPublicKey) -> tuple[bytes, Manifest]:
+    """Build the encrypted package of an app folder (imports the app, in this process, to record its interface)."""
+    return pack_described(folder, describe_folder(folder), public_key)
