@@ -64,15 +64,26 @@ def error_body(code: str, message: str, detail: Any = None) -> dict:
     return {"error": body}
 
 
+def _first_error(detail: Any) -> str:
+    """The first message of a validation error's detail, after the path of the field it is about
+    (``network.targets: ...`` for a nested serializer's field)."""
+    path: list[str] = []
+    while True:
+        if isinstance(detail, dict) and detail:
+            name, detail = next(iter(detail.items()))
+            path.append(str(name))
+        elif isinstance(detail, list) and detail:
+            detail = detail[0]
+        else:
+            break
+    return f"{'.'.join(path)}: {detail}" if path else str(detail)
+
+
 def _drf_message(exc: drf.APIException) -> tuple[str, Any]:
     if isinstance(exc, drf.ValidationError):
         detail = exc.detail
-        if isinstance(detail, dict):
-            field, errors = next(iter(detail.items()))
-            first = errors[0] if isinstance(errors, list) and errors else errors
-            return f"{field}: {first}", detail
-        if isinstance(detail, list) and detail:
-            return str(detail[0]), detail
+        if isinstance(detail, (dict, list)) and detail:
+            return _first_error(detail), detail
         return str(detail), None
     return str(exc.detail), None
 

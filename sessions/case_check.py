@@ -111,7 +111,7 @@ class CaseStreamCheck:
             header = json.loads(raw)
             entries = header["blocks"]
             blocks = [_block(entry) for entry in entries]
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):  # RecursionError: nested too deep
             raise CaseFormatError("the case header is damaged") from None
         blocks.sort(key=lambda block: block.start)
         for before, after in itertools.pairwise(blocks):

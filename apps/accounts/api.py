@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from pro_portal.errors import ApplicationError
 from pro_portal.openapi import ERROR
+from pro_portal.strict import JSON_OR_FORM_BODY, StrictSerializer
 
 from .api_keys import api_key_create, api_key_revoke
 from .authentication import TicketScope
@@ -14,7 +15,7 @@ from .selectors import api_keys_of
 from .services import ticket_issue, ticket_max_expiry, ticket_renew, ticket_revoke
 
 
-class TicketRequest(serializers.Serializer):
+class TicketRequest(StrictSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
@@ -31,6 +32,7 @@ class TicketCreateApi(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    parser_classes = JSON_OR_FORM_BODY
 
     @extend_schema(request=TicketRequest, responses={201: TicketResponse, 401: ERROR, 429: ERROR})
     def post(self, request):
@@ -105,7 +107,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
         fields = ["id", "name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at", "active"]
 
 
-class ApiKeyRequest(serializers.Serializer):
+class ApiKeyRequest(StrictSerializer):
     name = serializers.CharField(max_length=100)
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, help_text="Leave out for a key that does not expire."
@@ -132,6 +134,7 @@ class ApiKeyListApi(APIView):
     """Your API keys (never the keys themselves), and creating one."""
 
     permission_classes = [IsAuthenticated, TicketScope, KeyManagementAllowed]
+    parser_classes = JSON_OR_FORM_BODY
 
     @extend_schema(responses={200: ApiKeySerializer(many=True)})
     def get(self, request):

@@ -4,13 +4,14 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pro_portal.errors import NotFound
 from pro_portal.openapi import ERROR
+from pro_portal.strict import JSON_BODY
 from pro_portal.uploads import read_uploaded_bytes, uploaded_stream
 
 from . import runtimes, selectors, services
@@ -24,6 +25,7 @@ from .serializers import (
     GrantOut,
     PublisherKeyOut,
     PublishForm,
+    PublishOut,
     RuntimeDetailOut,
     RuntimeForm,
     RuntimeOut,
@@ -90,7 +92,7 @@ class RuntimeListApi(APIView):
 
 
 class RuntimeDetailApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = JSON_BODY
 
     @extend_schema(responses={200: RuntimeDetailOut, 403: ERROR, 404: ERROR})
     def get(self, request, key: str):
@@ -161,7 +163,7 @@ class AppListApi(APIView):
     @extend_schema(
         request={"multipart/form-data": PublishForm, "application/octet-stream": bytes},
         responses={
-            201: AppOut,
+            201: PublishOut,
             400: OpenApiResponse(ERROR.response, description="The package is refused; the message says why."),
             409: ERROR,
             413: ERROR,
@@ -172,11 +174,12 @@ class AppListApi(APIView):
         blob = read_uploaded_bytes(request._request, "package", settings.PRO_MAX_PACKAGE_BYTES, "package")
         make_latest = publish_make_latest(request._request.GET, request._request.POST)
         version = services.app_publish(user=request.user, blob=blob, make_latest=make_latest)
-        return Response(app_out(request, version.app), status=status.HTTP_201_CREATED)
+        body = {**app_out(request, version.app), "published_version": version.version}
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class AppDetailApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = JSON_BODY
 
     @extend_schema(responses=AppOut)
     def get(self, request, name: str):
@@ -212,7 +215,7 @@ class VersionListApi(APIView):
 
 
 class VersionDetailApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = JSON_BODY
 
     @extend_schema(responses=VersionOut)
     def get(self, request, name: str, version: str):
@@ -240,7 +243,7 @@ class VersionDetailApi(APIView):
 
 
 class GrantListApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = JSON_BODY
 
     def _app(self, request, name: str):
         app = selectors.app_get_for_user(request.user, name)

@@ -4,10 +4,13 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from pro_portal.output import OutputSerializer
+from pro_portal.strict import StrictSerializer
+
 from .models import AccessLevel, App, AppGrant, AppVersion, Environment, Runtime
 
 
-class RuntimeOut(serializers.ModelSerializer):
+class RuntimeOut(OutputSerializer):
     deprecated = serializers.BooleanField(source="is_deprecated")
     app_versions = serializers.IntegerField(source="app_version_count", default=0)
 
@@ -31,7 +34,7 @@ class RuntimeOut(serializers.ModelSerializer):
         ]
 
 
-class EnvironmentOut(serializers.ModelSerializer):
+class EnvironmentOut(OutputSerializer):
     runtime = serializers.CharField(source="runtime.key")
     app_versions = serializers.SerializerMethodField()
 
@@ -70,11 +73,11 @@ class RuntimeDetailOut(RuntimeOut):
         return [f"{v.app.name} {v.version}" for v in runtime.app_versions.all()]
 
 
-class RuntimeForm(serializers.Serializer):
+class RuntimeForm(StrictSerializer):
     file = serializers.FileField(help_text="The signed runtime file (.proruntime).")
 
 
-class RuntimePatch(serializers.Serializer):
+class RuntimePatch(StrictSerializer):
     deprecated = serializers.BooleanField(help_text="Deprecated runtimes are not chosen for new publishes.")
 
 
@@ -83,13 +86,13 @@ class WheelOut(serializers.Serializer):
     size = serializers.IntegerField()
 
 
-class VersionEnvironmentOut(serializers.ModelSerializer):
+class VersionEnvironmentOut(OutputSerializer):
     class Meta:
         model = Environment
         fields = ["key", "requirements", "state", "packages", "installed_size", "built_at"]
 
 
-class VersionOut(serializers.ModelSerializer):
+class VersionOut(OutputSerializer):
     runtime = serializers.CharField(source="runtime.key")
     environment = VersionEnvironmentOut(allow_null=True)
     published_by = serializers.CharField(source="published_by.username", default=None, allow_null=True)
@@ -128,12 +131,12 @@ class VersionOut(serializers.ModelSerializer):
         return version.manifest.get("interface", {}).get("procedures", [])
 
 
-class NetworkOut(serializers.Serializer):
+class NetworkOut(StrictSerializer):  # also the body of AppPatch's network, so strict
     outbound = serializers.BooleanField(help_text="Other hosts through an HTTP proxy (never the node's own).")
     targets = serializers.ListField(child=serializers.CharField(), help_text='"host:port" services it may reach.')
 
 
-class AppOut(serializers.ModelSerializer):
+class AppOut(OutputSerializer):
     owner = serializers.CharField(source="owner.username", default=None, allow_null=True)
     latest_version = serializers.CharField(source="latest_version.version", default=None, allow_null=True)
     icon_url = serializers.SerializerMethodField()
@@ -170,14 +173,21 @@ class AppOut(serializers.ModelSerializer):
         return {"outbound": app.network_outbound, "targets": list(app.network_targets or [])}
 
 
-class AppPatch(serializers.Serializer):
+class PublishOut(AppOut):
+    published_version = serializers.CharField(help_text="The version this package published (verified afterwards).")
+
+    class Meta(AppOut.Meta):
+        fields = [*AppOut.Meta.fields, "published_version"]
+
+
+class AppPatch(StrictSerializer):
     title = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(max_length=4000, required=False, allow_blank=True)
     category = serializers.CharField(max_length=64, required=False)
     network = NetworkOut(required=False, help_text="Admins only: what the app's sandboxes may reach.")
 
 
-class VersionPatch(serializers.Serializer):
+class VersionPatch(StrictSerializer):
     hidden = serializers.BooleanField(required=False)
     latest = serializers.BooleanField(required=False, help_text="true moves the latest tag to this version.")
 
@@ -187,7 +197,7 @@ class VersionPatch(serializers.Serializer):
         return value
 
 
-class PublishForm(serializers.Serializer):
+class PublishForm(StrictSerializer):
     package = serializers.FileField(help_text="An encrypted package built with 'pro app pack'.")
     make_latest = serializers.BooleanField(default=True)
 
@@ -197,7 +207,7 @@ def publish_make_latest(query: Mapping[str, str], form: Mapping[str, str]) -> bo
     return query.get("make_latest", form.get("make_latest", "true")).lower() != "false"
 
 
-class GrantOut(serializers.ModelSerializer):
+class GrantOut(OutputSerializer):
     username = serializers.CharField(source="user.username", default=None, allow_null=True)
     group = serializers.CharField(source="group.name", default=None, allow_null=True)
     granted_by = serializers.CharField(source="granted_by.username", default=None, allow_null=True)
@@ -207,7 +217,7 @@ class GrantOut(serializers.ModelSerializer):
         fields = ["id", "username", "group", "level", "granted_by", "granted_at"]
 
 
-class GrantIn(serializers.Serializer):
+class GrantIn(StrictSerializer):
     username = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
     group = serializers.CharField(max_length=150, required=False, default="", allow_blank=True)
     level = serializers.ChoiceField(choices=AccessLevel.values, default=AccessLevel.VIEWER)

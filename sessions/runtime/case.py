@@ -148,7 +148,7 @@ def read_case(source: bytes | BinaryIO) -> CaseData:
         raise CaseFormatError("the case header is damaged")
     try:
         header = json.loads(bytes(blob[start : start + length]))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         raise CaseFormatError("the case header is damaged") from None
     body = start + length
     case = CaseData(meta=header.get("meta", {}))
@@ -158,7 +158,10 @@ def read_case(source: bytes | BinaryIO) -> CaseData:
             raw = zlib.decompress(payload)
         except zlib.error:
             raise CaseFormatError(f"the data of {entry['name']} is damaged") from None
-        _load_entry(case, entry, raw)
+        try:
+            _load_entry(case, entry, raw)
+        except RecursionError:  # a value nested too deep to read back
+            raise CaseFormatError(f"the data of {entry['name']} is nested too deep") from None
     return case
 
 

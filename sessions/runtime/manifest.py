@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,94 @@ def check_interface(interface: Any) -> None:
                 raise ManifestError(
                     "bad_manifest", f"page {page.get('title')!r} shows something the app does not declare"
                 )
+
+
+# ---------------------------------------------------------------- input values against the interface
+
+
+class InputTypeError(ValueError):
+    """An input value's JSON type does not fit the identifier it is given for."""
+
+    def __init__(self, identifier: str, problem: str):
+        self.identifier = identifier
+        self.problem = problem
+        super().__init__(f"{identifier}: {problem}")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scalar_problem(value: Any, value_type: str) -> str | None:
+    """Why ``value`` (decoded JSON) cannot be a ``value_type``; None when it can."""
+    if value_type == "float" and not _is_number(value):
+        return f"expected a number, got {_json_type(value)}"
+    if value_type == "int" and not (_is_number(value) and (isinstance(value, int) or float(value).is_integer())):
+        return f"expected an integer, got {_json_type(value) if not _is_number(value) else repr(value)}"
+    if value_type == "bool" and not isinstance(value, bool):
+        return f"expected true or false, got {_json_type(value)}"
+    if value_type == "str" and not (isinstance(value, str) or _is_number(value)):  # a number reads as its text
+        return f"expected text, got {_json_type(value)}"
+    return None
+
+
+def _is_element(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def check_input_types(interface: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """Check the JSON types of input values (a job's, through the API) against the declared identifiers.
+
+    Stricter than the SDK's coercion, which also reads what people type into the WebUI: through
+    the API, a list given for a text or a string for a number is the caller's mistake, refused
+    when the job is submitted rather than converted, or found only when it runs. Which
+    identifiers and index keys exist and whether a value is within its bounds is left to the
+    SDK's own checks. Raise :class:`InputTypeError` for the first value that does not fit.
+    """
+    declared = {item.get("name"): item for item in interface.get("identifiers", []) if isinstance(item, dict)}
+    for name, value in values.items():
+        item = declared.get(name)
+        if item is None:
+            continue
+        if item.get("kind") == "set":
+            if not isinstance(value, list) or not all(_is_element(e) for e in value):
+                raise InputTypeError(name, f"expected a list of element names, got {_json_type(value)}")
+            continue
+        value_type, width = item.get("type", "float"), len(item.get("index") or [])
+        if width == 0:
+            problem = _scalar_problem(value, value_type)
+        elif isinstance(value, list):
+            problem = _rows_problem(value, value_type, width)
+        elif isinstance(value, dict):
+            problem = next(filter(None, (_scalar_problem(cell, value_type) for cell in value.values())), None)
+        else:
+            problem = f"expected a table (a list of rows or an object of values), got {_json_type(value)}"
+        if problem:
+            raise InputTypeError(name, problem)
+
+
+def _rows_problem(rows: list[Any], value_type: str, width: int) -> str | None:
+    expected = f"expected rows of [{'key, ' * width}value]"
+    for row in rows:
+        if not isinstance(row, list):
+            return f"{expected}, got {_json_type(row)}"
+        if len(row) != width + 1:
+            return f"{expected}, got a row of {len(row)}"
+        if not all(_is_element(key) for key in row[:-1]):
+            return f"{expected} with element names for keys"
+        problem = _scalar_problem(row[-1], value_type)
+        if problem:
+            return problem
+    return None
