@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
@@ -21,17 +25,44 @@ from .keys import platform_private_key
 from .models import AccessLevel, App, EnvironmentState
 from .runtimes import runtime_ensure_builtin, runtime_resolve
 from .services import app_publish, grant_access
-from .verification import version_verify
+
+ADMIN_USERNAME = "admin"  # the first admin, as accounts.services.admin_ensure creates it
 
 
 def _admin(report: list[str]) -> object:
-    admin, generated = admin_ensure(password=env_str("PRO_ADMIN_PASSWORD") or None)
+    given = env_str("PRO_ADMIN_PASSWORD") or None
+    existed = get_user_model().objects.filter(username=ADMIN_USERNAME).exists()
+    admin, generated = admin_ensure(password=given)
     if generated:
         path = settings.DATA_DIR / "admin-password.txt"
         path.touch(mode=0o600)
         path.write_text(generated + "\n")
-        report.append(f"Created the first admin: user 'admin', password {generated} (also in {path})")
+        report.append(f"Created the first admin: user '{admin.username}', password {generated} (also in {path})")
+    elif not existed:
+        report.append(f"Created the first admin: user '{admin.username}', with the password from PRO_ADMIN_PASSWORD")
     return admin
+
+
+@contextmanager
+def _tasks_inline() -> Iterator[None]:
+    """Run the tasks queued meanwhile here and now (django-q2's ``sync``) instead of by the task workers.
+
+    Publishing queues the new version's verification: run inline, the sample apps are verified
+    once, before the platform starts and usable at once, and the task workers find nothing of
+    theirs to do again. The queue's own account of running a task inline (its worker and monitor
+    starting and stopping) is left out; the verification logs its result itself.
+    """
+    from django_q.conf import Conf
+
+    queue_log = logging.getLogger("django-q")
+    was_sync, was_level = Conf.SYNC, queue_log.level
+    Conf.SYNC = True
+    queue_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        Conf.SYNC = was_sync
+        queue_log.setLevel(was_level)
 
 
 def _publish_samples(admin, samples_dir: Path, report: list[str]) -> None:
@@ -45,11 +76,11 @@ def _publish_samples(admin, samples_dir: Path, report: list[str]) -> None:
         except ApplicationError as exc:
             report.append(f"Skipped sample app {name}: {exc}")
             continue
-        version = app_publish(user=admin, blob=blob)
+        with _tasks_inline():
+            version = app_publish(user=admin, blob=blob)
         grant_access(user=admin, app=version.app, level=AccessLevel.VIEWER, group_name=EVERYONE_GROUP)
-        # Verified now rather than by the task queue, so the samples are usable at once.
-        state = version_verify(version_id=version.pk)
-        report.append(f"Published sample app {manifest.name} {manifest.version} ({state})")
+        version.refresh_from_db()
+        report.append(f"Published sample app {manifest.name} {manifest.version} ({version.verification_state})")
     _seed_instances(samples_dir / "instances", report)
 
 
