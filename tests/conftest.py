@@ -2,7 +2,7 @@
 sample apps, a solve worker and a session manager in threads, real platform processes.
 
 Plain helpers (``publish_as``, ``api_as``, ``wait_until`` ...) are in ``tests/helpers.py``; the real
-processes in ``tests/live.py`` and ``tests/cluster.py``. Test modules import from those, never from
+processes in ``tests/live.py`` and ``tests/cluster.py``; the browser in ``tests/browser.py``. Test modules import from those, never from
 conftest nor from one another.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sessions.runtime import package
+from tests.browser import browser_page  # noqa: F401 - fixture: a page of a real Chromium
 from tests.cluster import cluster  # noqa: F401 - fixture: nodes as separate process groups
 from tests.helpers import EXAMPLES, LAB, RunningManager, RunningWorker, api_as, password, publish_as, publish_folder
 from tests.hostile import hostile, targets  # noqa: F401 - fixtures: the hostile app and its aims
@@ -184,6 +185,7 @@ def manager(settings):
 # Tests that start real platform processes, or run real app processes, marked by the fixtures they
 # use (beside the modules' own ``pytestmark``), so that ``make test-fast`` leaves out every one of them.
 MARKS_BY_FIXTURE = {
+    "browser_page": ("browser",),
     "platform_server": ("live",),
     "live_node": ("live",),
     "s3_server": ("live",),

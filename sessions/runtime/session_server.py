@@ -17,16 +17,14 @@ Launch order (a JSON object, from the environment or on stdin): ``app_dir``, ``s
 Once listening it prints ``LISTENING <port>`` on stdout.
 
 Frames are JSON. From the browser: ``{"op": ..., "re": n, ...}``; to it: ``state``,
-``values``, ``error`` (with ``re``, identifier and key), ``ok``, ``job``, ``log``, ``status``,
-``cases``, ``comparison``. See :class:`LiveSession` for the operations.
+``values``, ``error`` (with ``re``, identifier and key), ``ok``, ``exists`` (a case name is
+taken), ``job``, ``log``, ``status``, ``cases``, ``comparison``. See :class:`LiveSession` for the operations.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib
 import json
 import os
 import socket
@@ -41,6 +39,7 @@ from .case import apply_case, case_from_data, case_to_bytes, read_case
 from .loader import load_app
 from .manifest import validate_manifest
 from .sdk import DataError, OutputDef, ParameterDef, SetDef
+from .warm import preload, wait_for_order, warm_imports
 
 JOB_POLL_SECONDS = 0.5
 JOB_SUCCEEDED = "succeeded"
@@ -264,13 +263,21 @@ class LiveSession:
         return {"type": "cases", "cases": cases}
 
     async def op_save_case(self, message):
+        """Save the data as a case; a name already taken is replaced only when ``overwrite`` says so."""
         name = str(message.get("name", "")).strip()
         if not name:
             return {"type": "error", "message": "give the case a name"}
+        listed = await asyncio.to_thread(self.api.get, "cases", {"app": self.app.name, "kind": "saved"})
+        taken = [case["id"] for case in listed if case["name"] == name]
+        if taken and not message.get("overwrite"):
+            # The browser asks the user first: a click on Save must not silently replace a case.
+            return {"type": "exists", "name": name, "message": f"a case named {name!r} exists"}
         blob = case_to_bytes(case_from_data(self.data, meta={"app": self.app.name, "name": name}))
         case = await asyncio.to_thread(self.api.upload_case, self.app.name, blob, name, "saved")
-        await self.set_status(f"Saved case {name}")
-        return {"type": "ok", "case": case}
+        for old in taken:  # after the upload, so that a failed upload loses nothing
+            await asyncio.to_thread(self.api.delete, f"cases/{old}")
+        await self.set_status(f"Saved case {name}" + (" (replaced)" if taken else ""))
+        return {"type": "ok", "case": case, "replaced": len(taken)}
 
     async def op_load_case(self, message):
         blob = await asyncio.to_thread(self.api.get_bytes, f"cases/{message['case']}")
@@ -293,24 +300,52 @@ class LiveSession:
             else:
                 blob = await asyncio.to_thread(self.api.get_bytes, f"cases/{case_id}")
                 sides.append(read_case(blob).to_json())
-        return {"type": "comparison", "left": left, "right": right, "identifiers": compare(sides[0], sides[1])}
+        described = {item["name"]: item for item in self.app.describe()["identifiers"]}
+        return {
+            "type": "comparison",
+            "left": left,
+            "right": right,
+            "identifiers": compare(sides[0], sides[1], described),
+        }
 
 
-def _rows(value: Any) -> dict[str, Any]:
+def _rows(value: Any) -> dict[tuple[str, ...], Any]:
+    """A value as ``{key: value}``, keys being tuples of index elements (``()`` for a scalar)."""
     if isinstance(value, list) and value and isinstance(value[0], list):
-        return {"|".join(map(str, row[:-1])): row[-1] for row in value}
-    return {"": value}
+        return {tuple(map(str, row[:-1])): row[-1] for row in value}
+    return {(): value}
 
 
-def compare(left: dict[str, Any], right: dict[str, Any]) -> list[dict[str, Any]]:
+def compare(
+    left: dict[str, Any], right: dict[str, Any], described: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Every identifier of either side, its cells keyed by their index elements in set order.
+
+    ``described`` (the app's interface by name) adds each identifier's kind, title, type and index
+    sets, so that the browser can label keys by their sets and pivot two-dimensional tables.
+    """
+    described = described or {}
     result = []
     for name in sorted(set(left) | set(right)):
         a, b = _rows(left.get(name)), _rows(right.get(name))
+        keys = list(dict.fromkeys([*a, *b]))  # the left side's order, then keys only the right has
         cells = [
-            {"key": key, "left": a.get(key), "right": b.get(key), "changed": a.get(key) != b.get(key)}
-            for key in sorted(set(a) | set(b))
+            {"key": list(key), "left": a.get(key), "right": b.get(key), "changed": a.get(key) != b.get(key)}
+            for key in keys
         ]
-        result.append({"identifier": name, "changed": any(c["changed"] for c in cells), "cells": cells})
+        about = described.get(name, {})
+        result.append(
+            {
+                "identifier": name,
+                "title": about.get("title", name),
+                "kind": about.get("kind", ""),
+                "type": about.get("type", ""),
+                "unit": about.get("unit", ""),
+                "index": about.get("index", []),
+                "changed": any(c["changed"] for c in cells),
+                "cells": cells,
+            }
+        )
     return result
 
 
@@ -359,22 +394,6 @@ async def serve(
         await asyncio.Future()
 
 
-def _warm_imports() -> None:
-    """What every app needs, imported before the launch order arrives (the pool's head start)."""
-    import numpy  # noqa: F401
-    import websockets.asyncio.server  # noqa: F401
-
-    with contextlib.suppress(ImportError):  # a runtime without HiGHS still serves apps
-        import highspy  # noqa: F401
-
-
-def _preload(listing: Path) -> None:
-    """Import what the apps of this environment import (recorded at their verification)."""
-    for name in listing.read_text().split():
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", action="store_true", help="start, warm up, and wait for the launch order on stdin")
@@ -382,11 +401,10 @@ def main() -> int:
     args = parser.parse_args()
     netforward.start_from_environment()
     if args.pool:
-        _warm_imports()
+        warm_imports("websockets.asyncio.server")
         if args.preload:
-            _preload(Path(args.preload))
-        print("READY", flush=True)
-        order = json.loads(sys.stdin.readline() or "{}")
+            preload(Path(args.preload))
+        order = json.loads(wait_for_order() or "{}")
     else:
         order = json.loads(os.environ.get("PRO_SESSION_ORDER", "{}"))
     if not order.get("app_dir"):
