@@ -1,5 +1,5 @@
 from csp.decorators import csp_update
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from apps.accounts import api as accounts
@@ -10,6 +10,7 @@ from sessions import api as sessions
 app_name = "api"
 
 urlpatterns = [
+    path("", include("pro_portal.api_root")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI sets element styles from its script; scripts stay limited to the platform's own.
     path(

@@ -55,3 +55,17 @@ class PlatformAutoSchema(AutoSchema):
                 str(code), {"description": DESCRIPTIONS[code], "content": {"application/json": {"schema": error}}}
             )
         return operation
+
+
+# Markdown under the title of the docs page (Swagger UI): the way back from the docs.
+PORTAL_LINKS = "[← Back to the portal](/) · [the API's endpoints](/api/v1/) · [the schema](/api/v1/schema/)"
+
+
+def link_to_portal(result: dict, generator: Any, request: Any, public: bool) -> dict:
+    """A postprocessing hook (``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``): the schema's
+    description links back to the portal, so the docs page is no dead end."""
+    info = result.setdefault("info", {})
+    description = info.get("description", "")
+    if PORTAL_LINKS not in description:
+        info["description"] = f"{description}\n\n{PORTAL_LINKS}".strip()
+    return result

@@ -1,14 +1,20 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from apps.portal.views import healthz
+from apps.portal.views import favicon, healthz
 
 from .errors import json_not_found, json_server_error
+
+# The admin is part of the platform, not a separate "Django administration".
+admin.site.site_header = "Optimization platform administration"
+admin.site.site_title = "Optimization platform admin"
+admin.site.index_title = "Users, apps, jobs and the cluster"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("pro_portal.api_urls")),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("apps.portal.urls")),
 ]
 

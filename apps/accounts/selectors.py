@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from pro_portal.errors import ApplicationError
 
@@ -14,6 +17,10 @@ from .models import ApiKey, SecurityEvent
 
 # The security event log's filters that match a field exactly.
 EXACT_EVENT_FILTERS = ("kind", "actor", "outcome")
+# Rows per page of the security event log; the chart spans this many days unless the filters say.
+SECURITY_EVENTS_PER_PAGE = 100
+SECURITY_CHART_DAYS = 30
+SECURITY_CHART_MAX_DAYS = 366
 
 
 def api_keys_of(user: User) -> QuerySet[ApiKey]:
@@ -35,6 +42,36 @@ def security_events_filtered(filters: Mapping[str, str]) -> QuerySet[SecurityEve
     if until:
         events = events.filter(at__date__lte=until)
     return events
+
+
+def security_events_page(events: QuerySet[SecurityEvent], number: str | int | None) -> Page:
+    """One page of ``events``, the newest first; a page number out of range or no number gives the
+    nearest page (the first or the last), so that a stale link still shows rows."""
+    return Paginator(events, SECURITY_EVENTS_PER_PAGE).get_page(number)
+
+
+def security_events_per_day(events: QuerySet[SecurityEvent], filters: Mapping[str, str]) -> dict:
+    """How many of ``events`` each day had, per outcome, for the page's chart: every day of the
+    filters' period (``since``, ``until``; the last ``SECURITY_CHART_DAYS`` days when not given,
+    at most ``SECURITY_CHART_MAX_DAYS``), days without events counted as 0."""
+    until = date_given(filters.get("until") or "") or timezone.localdate()
+    since = date_given(filters.get("since") or "") or until - timedelta(days=SECURITY_CHART_DAYS - 1)
+    since = max(since, until - timedelta(days=SECURITY_CHART_MAX_DAYS - 1))
+    days = [since + timedelta(days=n) for n in range(max(0, (until - since).days + 1))]
+    counts: dict[str, dict[date, int]] = {}
+    rows = (
+        events.filter(at__date__gte=since, at__date__lte=until)
+        .annotate(day=TruncDate("at"))
+        .order_by()  # no ordering of the model's in the GROUP BY
+        .values_list("day", "outcome")
+        .annotate(n=Count("id"))
+    )
+    for day, outcome, n in rows:
+        counts.setdefault(outcome, {})[day] = n
+    return {
+        "days": [day.isoformat() for day in days],
+        "outcomes": {outcome: [per_day.get(day, 0) for day in days] for outcome, per_day in sorted(counts.items())},
+    }
 
 
 def security_event_kinds() -> QuerySet[SecurityEvent, str]:

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from apps.accounts.views import account, security_events
+from apps.accounts.views import account
 from sessions import job_views, webui
 
 from . import views
@@ -25,9 +25,9 @@ urlpatterns = [
     path("jobs/", job_views.job_list, name="jobs"),
     path("jobs/<int:job_id>/", job_views.job_detail, name="job"),
     path("jobs/<int:job_id>/action", job_views.job_action, name="job-action"),
-    path("statistics/", job_views.job_statistics_page, name="statistics"),
+    path("statistics/", views.statistics, name="statistics"),
     path("nodes/", views.nodes, name="nodes"),
-    path("security/", security_events, name="security"),
+    path("security/", views.security, name="security"),
     path("account/", account, name="account"),
     path("sessions/", webui.session_list, name="sessions"),
     path("sessions/<uuid:session_id>/", webui.session_page, name="session"),

@@ -8,11 +8,20 @@ from collections import OrderedDict
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from apps.accounts.selectors import (
+    security_event_kinds,
+    security_events_filtered,
+    security_events_page,
+    security_events_per_day,
+)
 from apps.accounts.services import user_is_publisher
+from apps.accounts.views import security_events_csv
 from apps.catalog import selectors as catalog
 from apps.catalog import services as publishing
 from apps.catalog.keys import platform_key_id
@@ -22,7 +31,12 @@ from apps.storage import services as storage
 from pro_portal.errors import ApplicationError, Forbidden, NotFound
 from pro_portal.streaming import file_download
 from pro_portal.uploads import read_uploaded_bytes
-from sessions.selectors import live_sessions_by_app
+from sessions import params
+from sessions.selectors import app_names_for_user, live_sessions_by_app
+from sessions.statistics import job_statistics, job_statistics_by_day
+
+# The platform's icon (static/favicon.svg), also answered at /favicon.ico.
+FAVICON = "favicon.svg"
 
 
 @require_GET
@@ -32,15 +46,37 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok", "node": settings.PRO_NODE_NAME})
 
 
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers and tools ask for whatever the page links: the SVG icon."""
+    found = finders.find(FAVICON)
+    if not found:
+        raise NotFound("The platform has no icon.")
+    with open(found, "rb") as icon:  # a few hundred bytes
+        response = HttpResponse(icon.read(), content_type="image/svg+xml")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
 @login_required
 def catalogue(request: HttpRequest) -> HttpResponse:
-    grouped: OrderedDict[str, list] = OrderedDict()
+    """The apps the user may open, by category; ``?q=`` keeps those whose name, title or
+    description holds every word (static/js/catalogue.js filters the same way as one types)."""
+    query = request.GET.get("q", "").strip()
+    words = query.lower().split()
+    grouped: OrderedDict[str, dict] = OrderedDict()
     live = live_sessions_by_app(request.user)
     for app, versions in catalog.catalogue_for_user(request.user):
-        grouped.setdefault(app.category, []).append(
-            {"app": app, "versions": versions, "live_session": live.get(app.pk)}
+        text = " ".join((app.name, app.title, app.description)).lower()
+        match = all(word in text for word in words)
+        group = grouped.setdefault(app.category, {"entries": [], "shown": False})
+        group["shown"] |= match
+        # Every app is on the page, those that do not match hidden: the script can widen the search.
+        group["entries"].append(
+            {"app": app, "versions": versions, "live_session": live.get(app.pk), "search_text": text, "match": match}
         )
-    return render(request, "portal/catalogue.html", {"categories": grouped})
+    shown = any(group["shown"] for group in grouped.values())
+    return render(request, "portal/catalogue.html", {"categories": grouped, "query": query, "shown": shown})
 
 
 @login_required
@@ -160,8 +196,82 @@ def version_detail(request: HttpRequest, name: str, version: str) -> HttpRespons
     return render(request, "portal/launch.html", context)
 
 
-# How often the nodes page redraws itself (static/js/nodes.js), in seconds.
-NODES_REFRESH_SECONDS = 5
+# Rows per page of the statistics page's table.
+STATISTICS_PER_PAGE = 50
+
+
+@login_required
+def statistics(request: HttpRequest) -> HttpResponse:
+    """Queue and run times of jobs per app and day: a chart over the period, the table a page at a time."""
+    if not request.user.is_superuser:
+        raise Forbidden("Only admins see the statistics of the platform.")
+    days, app = params.statistics_query(request.GET)
+    page = Paginator(job_statistics(days=days, app_name=app), STATISTICS_PER_PAGE).get_page(request.GET.get("page"))
+    chart = [
+        {"day": row["day"].isoformat(), **{k: v for k, v in row.items() if k != "day"}}
+        for row in job_statistics_by_day(days=days, app_name=app)
+    ]
+    context = {
+        "page": page,
+        "page_links": _page_links(request, page),
+        "chart": chart,
+        "days": days,
+        "app": app,
+        "apps": app_names_for_user(request.user),
+    }
+    return render(request, "portal/statistics.html", context)
+
+
+@login_required
+def security(request: HttpRequest) -> HttpResponse:
+    """The security event log, filtered: a chart of events per day and outcome, the rows a page at a time."""
+    if request.GET.get("format") == "csv":
+        return security_events_csv(request)  # every matching event, streamed
+    if not request.user.is_superuser:
+        raise Forbidden("Only admins see the security event log.")
+    events = security_events_filtered(request.GET)
+    page = security_events_page(events, request.GET.get("page"))
+    filters = request.GET.copy()
+    filters.pop("page", None)
+    context = {
+        "page": page,
+        "page_links": _page_links(request, page),
+        "chart": security_events_per_day(events, request.GET),
+        "kinds": security_event_kinds(),
+        "query": filters.urlencode(),
+        "filters": request.GET,
+    }
+    return render(request, "portal/security_events.html", context)
+
+
+def _page_links(request: HttpRequest, page: Page) -> dict | None:
+    """Links to the previous and next pages, the first and last, and those near ``page`` (a gap
+    between them marked), each keeping the rest of the request's query; None for a single page."""
+    total = page.paginator.num_pages
+    if total <= 1:
+        return None
+
+    def url(number: int) -> str:
+        query = request.GET.copy()
+        query["page"] = str(number)
+        return "?" + query.urlencode()
+
+    numbers = sorted({1, total, *range(max(1, page.number - 2), min(total, page.number + 2) + 1)})
+    pages: list[dict] = []
+    for number in numbers:
+        if pages and number - pages[-1]["number"] > 1:
+            pages.append({"number": number - 1, "gap": True})
+        pages.append({"number": number, "url": url(number), "current": number == page.number})
+    return {
+        "pages": pages,
+        "previous": url(page.number - 1) if page.has_previous() else None,
+        "next": url(page.number + 1) if page.has_next() else None,
+    }
+
+
+# How often the nodes page redraws itself for its heartbeat ages (static/js/nodes.js), in seconds;
+# a change of a node, job or session redraws it at once.
+NODES_REFRESH_SECONDS = 30
 
 
 @login_required
@@ -207,22 +317,33 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
         "entries": entries,
         "crumbs": _crumbs(folder),
         "writable": storage.can_write_into(request.user, folder),
+        "max_upload_bytes": settings.PRO_MAX_UPLOAD_BYTES,
     }
     return render(request, "portal/files.html", context)
 
 
 def _files_change(request: HttpRequest, folder: str) -> str:
-    """Delete the file the form names, or upload its file into ``folder``; say what was done."""
-    if request.POST.get("action") == "delete":
+    """Delete the file the form names, create the folder it names, or upload its files into
+    ``folder``; say what was done. (With script, static/js/files.js uploads through the API.)"""
+    action = request.POST.get("action")
+    if action == "delete":
         target = storage.normalize_path(request.POST.get("path", ""))
         storage.storage_delete(user=request.user, path=target)
         return f"Deleted {target}."
-    upload = request.FILES.get("file")
-    if upload is None:
+    if action == "folder":
+        name = request.POST.get("name", "").strip()
+        if not name:
+            raise ApplicationError("Name the new folder.")
+        created = storage.storage_make_folder(user=request.user, path=posixpath.join(folder, name))
+        return f"Created the folder {created.path}."
+    uploads = request.FILES.getlist("file")
+    if not uploads:
         raise ApplicationError("Choose a file to upload.")
-    target = posixpath.join(folder, posixpath.basename(upload.name))
-    storage.storage_put(user=request.user, path=target, stream=upload, declared_length=upload.size)
-    return f"Uploaded {target}."
+    stored = []
+    for upload in uploads:
+        target = posixpath.join(folder, posixpath.basename(upload.name))
+        stored.append(storage.storage_put(user=request.user, path=target, stream=upload, declared_length=upload.size))
+    return f"Uploaded {', '.join(entry.path for entry in stored)}."
 
 
 def _crumbs(folder: str) -> list[dict]:

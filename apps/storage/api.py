@@ -30,7 +30,8 @@ PATH = OpenApiParameter(
 
 
 class StorageApi(APIView):
-    """Files in storage: GET a file (streamed) or a folder listing (path ending in /), PUT, DELETE."""
+    """Files in storage: GET a file (streamed) or a folder listing (path ending in /), PUT a file or
+    a new folder (path ending in /), DELETE a file."""
 
     parser_classes = []
 
@@ -48,9 +49,13 @@ class StorageApi(APIView):
     @extend_schema(
         parameters=[PATH],
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={201: EntryOut, 413: ERROR},
+        responses={201: EntryOut, 409: ERROR, 413: ERROR},
+        description="Store the body at the path; a path ending in / creates that (empty) folder instead.",
     )
     def put(self, request, path: str = ""):
+        if path.endswith("/"):
+            entry = services.storage_make_folder(user=request.user, path=path)
+            return Response(EntryOut(entry).data, status=status.HTTP_201_CREATED)
         entry = services.storage_put(
             user=request.user, path=path, stream=request._request, declared_length=declared_length(request._request)
         )

@@ -23,12 +23,15 @@ from django.core.files.storage import default_storage
 
 from apps.catalog.models import App
 from apps.catalog.selectors import app_access_level, apps_for_user
-from pro_portal.errors import ApplicationError, NotFound, TooLarge
+from pro_portal.errors import ApplicationError, Conflict, NotFound, TooLarge
 
 from .backends import TEMPORARY_PREFIX
 
 logger = logging.getLogger(__name__)
 MAX_PATH = 1024
+# Object storage (S3) has no empty folders: a new folder holds this empty object until files come.
+# Its name has the reserved prefix, so no path can name it and no listing shows it.
+FOLDER_MARKER = TEMPORARY_PREFIX + "folder"
 
 
 class BadPath(ApplicationError):
@@ -201,6 +204,26 @@ def storage_put(*, user: User, path: str, stream: IO[bytes], declared_length: in
     return Entry(
         posixpath.basename(saved), saved, False, default_storage.size(saved), default_storage.get_modified_time(saved)
     )
+
+
+def storage_make_folder(*, user: User, path: str) -> Entry:
+    """Create an empty folder at ``path`` inside a folder ``user`` may write into."""
+    path = normalize_path(path)
+    _require(user, path)
+    _require_file_path(path)  # a folder where a file could go: not one of the platform's own
+    parent = posixpath.dirname(path)
+    if _is_folder(path):
+        raise Conflict(f"There is a folder {path!r} already.")
+    if default_storage.exists(path):
+        raise BadPath(f"{path!r} is a file.")
+    if parent and default_storage.exists(parent) and not _is_folder(parent):
+        raise BadPath(f"{parent!r} is a file, not a folder.")
+    try:
+        os.makedirs(default_storage.path(path), exist_ok=True)
+    except NotImplementedError:  # object storage: no path on disk
+        default_storage.save(posixpath.join(path, FOLDER_MARKER), io.BytesIO(b""))
+    logger.info("%s created the folder %s", user.username, path)
+    return Entry(posixpath.basename(path), path, True)
 
 
 def _is_folder(path: str) -> bool:
