@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 TOPICS = ("jobs", "sessions", "nodes", "tasks")
 PREFIX = "pro_"
 MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
-RESYNC = {"resync": True}  # what subscribers get after the listener lost its connection
+RESYNC = {"resync": True}
+SEND_TIMEOUT = 0.05  # seconds a datagram waits for room in a listener's queue (SQLite)  # what subscribers get after the listener lost its connection
 
 
 def notify(topic: str, **payload: Any) -> None:
@@ -62,13 +63,15 @@ def _send_local(channel: str, data: str) -> None:
     folder = _socket_folder()
     message = f"{channel} {data}".encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
-        sender.setblocking(False)
+        # A listener's queue holds only a few datagrams (net.unix.max_dgram_qlen): in a burst the
+        # sender waits the moment its thread takes to drain it, and gives up on a stuck process.
+        sender.settimeout(SEND_TIMEOUT)
         for path in folder.glob("*.sock") if folder.is_dir() else []:
             try:
                 sender.sendto(message, str(path))
             except (ConnectionRefusedError, FileNotFoundError):
                 path.unlink(missing_ok=True)  # its process is gone
-            except OSError as exc:  # a full queue: that process catches up at its safety poll
+            except OSError as exc:  # a queue still full: that process catches up at its safety poll
                 logger.debug("No notification to %s: %s", path, exc)
 
 
@@ -116,11 +119,12 @@ class Subscription:
 
 
 def async_subscription(topic: str, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> Subscription:
-    """A subscription that hands each message to ``queue`` on ``loop`` (for websocket consumers)."""
+    """A subscription that hands each message to ``queue`` on ``loop`` as ``(topic, payload)``
+    (for websocket consumers, which may follow several topics through one queue)."""
 
     def forward(payload: dict) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: its consumer is gone
-            loop.call_soon_threadsafe(queue.put_nowait, payload)
+            loop.call_soon_threadsafe(queue.put_nowait, (topic, payload))
 
     return hub().subscribe(topic, on_message=forward)
 

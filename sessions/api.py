@@ -5,12 +5,12 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pro_portal.openapi import ERROR
 from pro_portal.streaming import file_download
+from pro_portal.strict import JSON_BODY
 from pro_portal.uploads import uploaded_stream
 
 from . import data_sessions, jobs, selectors
@@ -31,12 +31,12 @@ from .serializers import (
     valid_query,
     wants_json,
 )
-from .ticket_scope import app_in_scope, scope_app
+from .ticket_scope import app_in_scope, scope_app, scope_session
 
 
 class JobListApi(APIView):
     session_ticket_allowed = True
-    parser_classes = [JSONParser]
+    parser_classes = JSON_BODY
 
     @extend_schema(
         parameters=[
@@ -45,22 +45,22 @@ class JobListApi(APIView):
             OpenApiParameter(
                 "limit", OpenApiTypes.INT, description="At most this many, newest first (default 100, at most 1000)."
             ),
+            OpenApiParameter("offset", OpenApiTypes.INT, description="Skip this many of the newest first (paging)."),
         ],
         responses=JobOut(many=True),
+        description="The jobs the caller sees, newest first; the header X-Total-Count says how many match.",
     )
     def get(self, request):
         query = valid_query(JobQuery, request)
-        found = selectors.jobs_in_scope(
-            request.user, scope_app(request.auth), state=query.get("state"), app=query.get("app")
-        )
-        return Response(JobOut(found[: query["limit"]], many=True).data)
+        found = selectors.jobs_in_scope(request.user, scope_app(request.auth), **selectors.job_filters(query))
+        page = found[query["offset"] : query["offset"] + query["limit"]]
+        return Response(JobOut(page, many=True).data, headers={"X-Total-Count": str(found.count())})
 
     @extend_schema(request=JobIn, responses={201: JobOut, 404: ERROR, 409: ERROR})
     def post(self, request):
-        given = JobIn(data=request.data)
+        given = JobIn(data=request.data, context={"user": request.user, "scope": scope_app(request.auth)})
         given.is_valid(raise_exception=True)
         data = given.validated_data
-        app_in_scope(data["app"], scope_app(request.auth))
         job = jobs.job_submit(
             user=request.user,
             app_name=data["app"],
@@ -72,6 +72,7 @@ class JobListApi(APIView):
             time_limit=data.get("time_limit"),
             memory_limit_mb=data.get("memory_limit_mb"),
             not_before=data.get("start_at"),
+            data_session_id=scope_session(request.auth),
         )
         return Response(JobOut(job).data, status=status.HTTP_201_CREATED)
 
@@ -211,7 +212,7 @@ class CaseDetailApi(APIView):
 
 
 class SessionListApi(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = JSON_BODY
 
     @extend_schema(responses=SessionOut(many=True))
     def get(self, request):

@@ -1,4 +1,4 @@
-"""Portal pages of solve jobs: the live list, one job's live log and progress, statistics."""
+"""Portal pages of solve jobs: the list, one job's live log and progress, and submitting from a version page."""
 
 from __future__ import annotations
 
@@ -11,17 +11,25 @@ from django.views.decorators.http import require_POST
 from pro_portal.errors import ApplicationError, Forbidden, NotFound
 
 from . import jobs, params, selectors
-from .statistics import job_statistics
+
+JOBS_PAGE_SIZE = 50  # rows per page of the jobs list (static/js/jobs-list.js pages through the API)
 
 
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/jobs_list.html", {"show_owner": request.user.is_superuser})
+    context = {
+        "show_owner": request.user.is_superuser,
+        "apps": selectors.app_names_for_user(request.user),
+        "page_size": JOBS_PAGE_SIZE,
+    }
+    return render(request, "portal/jobs_list.html", context)
 
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    return render(request, "portal/job_detail.html", {"job": selectors.job_get_for_user(request.user, job_id)})
+    job = selectors.job_get_for_user(request.user, job_id)
+    context = {"job": job, "session_link": selectors.job_session_link(job, request.user)}
+    return render(request, "portal/job_detail.html", context)
 
 
 @login_required
@@ -53,17 +61,3 @@ def job_submit(request: HttpRequest, name: str, version: str) -> HttpResponse:
         return redirect("portal:version", name=name, version=version)
     messages.success(request, f"Job {job.pk} is queued.")
     return redirect("portal:job", job_id=job.pk)
-
-
-@login_required
-def job_statistics_page(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_superuser:
-        raise Forbidden("Only admins see the statistics of the platform.")
-    days, app = params.statistics_query(request.GET)
-    context = {
-        "rows": job_statistics(days=days, app_name=app),
-        "days": days,
-        "app": app,
-        "apps": selectors.app_names_for_user(request.user),
-    }
-    return render(request, "portal/statistics.html", context)

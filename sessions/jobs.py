@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import OperationalError, transaction
@@ -32,7 +33,7 @@ from pro_portal.notify import notify
 from sessions.runtime.case import case_from_data, case_to_bytes
 
 from .cases import case_store
-from .models import FINISHED_STATES, Case, CaseKind, Job, JobLogChunk, JobState
+from .models import FINISHED_STATES, Case, CaseKind, DataSession, Job, JobLogChunk, JobState
 from .selectors import case_get_for_user, jobs_running_on
 
 logger = logging.getLogger(__name__)
@@ -230,8 +231,13 @@ def job_submit(
     time_limit: float | None = None,
     memory_limit_mb: int | None = None,
     not_before: datetime | None = None,
+    data_session_id: str | None = None,
 ) -> Job:
-    """Queue a solve of ``procedure`` of an app version the user may run; return the job."""
+    """Queue a solve of ``procedure`` of an app version the user may run; return the job.
+
+    ``data_session_id`` is the user's data session that asked for it (its Solve button), for the
+    job's page to link back to it.
+    """
     found = catalog.version_resolve_for_user(user, app_name, version or "latest")
     if found.verification_state != VerificationState.VERIFIED:
         raise Conflict(f"Version {found.version} of {app_name!r} is not verified yet.", code="not_verified")
@@ -268,10 +274,18 @@ def job_submit(
         input_case=input_case,
         not_before=not_before or timezone.now(),
         max_attempts=settings.PRO_JOB_MAX_ATTEMPTS,
+        data_session=_own_session(user, data_session_id),
     )
     logger.info("%s submitted job %s: %s %s %s", user.username, job.pk, app_name, found.version, procedure)
     job_changed(job, JobState.QUEUED, not_before=job.not_before.timestamp())
     return job
+
+
+def _own_session(user: User, session_id: str | None) -> DataSession | None:
+    try:
+        return DataSession.objects.filter(pk=session_id, owner=user).first() if session_id else None
+    except ValidationError:  # not a session's id
+        return None
 
 
 def job_changed(job: Job, state: str, **detail: Any) -> None:
@@ -296,10 +310,11 @@ def job_claim_next(*, node: str) -> Job | None:
             progress={},
         )
         if claimed:
-            notify("jobs", id=job_id, state=JobState.RUNNING, node=node)
-            return Job.objects.select_related(
+            job = Job.objects.select_related(
                 "app_version__app", "app_version__runtime", "app_version__environment", "owner", "input_case"
             ).get(pk=job_id)
+            job_changed(job, JobState.RUNNING, node=node)
+            return job
     return None
 
 

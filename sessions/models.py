@@ -71,6 +71,14 @@ class Job(models.Model):
     memory_limit_mb = models.PositiveIntegerField()
     input_case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     result_case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    data_session = models.ForeignKey(
+        "DataSession",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        help_text="The data session whose Solve submitted the job, if one did.",
+    )
     progress = models.JSONField(default=dict, blank=True)
     progress_points = models.JSONField(default=list, blank=True)
     solver_status = models.CharField(max_length=200, blank=True)

@@ -8,14 +8,15 @@ objects and an id of another app's object is answered as unknown (404), as anoth
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from apps.catalog.selectors import apps_for_user
@@ -26,9 +27,24 @@ from .models import LIVE_SESSION_STATES, Case, DataSession, Job, JobState, Sessi
 # ---------------------------------------------------------------- jobs
 
 
+# What the job views read of a job and its relations (jobs_for_user).
+JOB_COLUMNS = (
+    *(field.name for field in Job._meta.concrete_fields),
+    "owner__username",
+    "app_version__version",
+    "app_version__app__name",
+    "app_version__app__title",
+)
+
+
 def jobs_for_user(user: User) -> QuerySet[Job]:
-    """A user's own jobs (an admin's: everyone's), newest first."""
-    jobs = Job.objects.select_related("owner", "app_version__app")
+    """A user's own jobs (an admin's: everyone's), newest first.
+
+    A job's page and every script polling it read this: of the owner, the app version and the
+    app only what the job views show is read (not the manifest, not the user's password hash),
+    which makes the query a fraction of the work to build, send and read.
+    """
+    jobs = Job.objects.select_related("owner", "app_version__app").only(*JOB_COLUMNS)
     return jobs if user.is_superuser else jobs.filter(owner=user)
 
 
@@ -39,8 +55,30 @@ def job_get_for_user(user: User, job_id: Any) -> Job:
         raise NotFound(f"There is no job {job_id} you have access to.") from None
 
 
-def jobs_in_scope(user: User, scope: str | None, *, state: str | None = None, app: str | None = None) -> QuerySet[Job]:
-    """The jobs the user sees, only the scope's app's when ``scope`` is given; ``state`` and ``app`` filter them."""
+JOB_FILTERS = ("state", "app", "owner", "since", "until", "q")
+
+
+def job_filters(query: Mapping[str, Any]) -> dict[str, Any]:
+    """The filters of :func:`jobs_in_scope` given in a (validated) query."""
+    return {name: query[name] for name in JOB_FILTERS if query.get(name) not in (None, "")}
+
+
+def jobs_in_scope(
+    user: User,
+    scope: str | None,
+    *,
+    state: str | None = None,
+    app: str | None = None,
+    owner: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    q: str | None = None,
+) -> QuerySet[Job]:
+    """The jobs the user sees, only the scope's app's when ``scope`` is given, filtered as asked.
+
+    ``since`` and ``until`` are days (both included) of the submission; ``q`` is a job's number
+    or part of its app's name or procedure.
+    """
     found = jobs_for_user(user)
     if scope is not None:
         found = found.filter(app_version__app__name=scope)
@@ -48,6 +86,16 @@ def jobs_in_scope(user: User, scope: str | None, *, state: str | None = None, ap
         found = found.filter(state=state)
     if app:
         found = found.filter(app_version__app__name=app)
+    if owner:
+        found = found.filter(owner__username=owner)
+    if since:
+        found = found.filter(created_at__date__gte=since)
+    if until:
+        found = found.filter(created_at__date__lte=until)
+    if q:
+        text = Q(app_version__app__name__icontains=q) | Q(procedure__icontains=q)
+        number = q.lstrip("#")
+        found = found.filter(text | Q(pk=int(number)) if number.isdigit() and len(number) < 16 else text)
     return found
 
 
@@ -57,6 +105,14 @@ def job_get_in_scope(user: User, job_id: Any, scope: str | None) -> Job:
     if scope is not None and job.app_version.app.name != scope:
         raise NotFound(f"There is no job {job_id} you have access to.")
     return job
+
+
+def job_session_link(job: Job, user: User) -> str | None:
+    """The page of the data session that submitted ``job``, while it is live and the viewer's own."""
+    session = job.data_session
+    if session is None or session.owner_id != user.pk or not session.is_live:
+        return None
+    return reverse("portal:session", args=[session.pk])
 
 
 def job_result_case(job: Job) -> Case:

@@ -7,8 +7,15 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from apps.catalog.selectors import version_resolve_for_user
+from pro_portal.errors import ApplicationError
+from pro_portal.output import OutputSerializer
+from pro_portal.strict import StrictSerializer
+from sessions.runtime.manifest import InputTypeError, check_input_types
+
 from .jobs import LOG_PAGE_BYTES
 from .models import Case, CaseKind, DataSession, Job, JobState
+from .ticket_scope import app_in_scope
 
 
 def valid_query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
@@ -53,12 +60,17 @@ class Flag(serializers.Field):
 # ---------------------------------------------------------------- jobs
 
 
-class JobIn(serializers.Serializer):
+class JobIn(StrictSerializer):
+    """A job to submit; ``context`` holds the submitting ``user`` and the ``scope`` of their credential."""
+
     app = serializers.SlugField(max_length=64)
     version = serializers.CharField(max_length=64, required=False, help_text="Default: the version tagged latest.")
     procedure = serializers.CharField(max_length=100)
     input = serializers.DictField(
-        required=False, help_text="Identifier values; identifiers not given keep their defaults."
+        required=False,
+        help_text="Identifier values in the JSON types the app declares (a number, an integer, true or false, "
+        "text; a set as a list of element names; a table as [key, ..., value] rows); identifiers not given keep "
+        "their defaults.",
     )
     input_case = serializers.UUIDField(required=False)
     priority = serializers.IntegerField(default=0, min_value=-100, max_value=100)
@@ -66,8 +78,23 @@ class JobIn(serializers.Serializer):
     memory_limit_mb = serializers.IntegerField(required=False, min_value=64, max_value=1024 * 1024)
     start_at = serializers.DateTimeField(required=False, help_text="Do not start before this time.")
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The input's values against the types the app version declares, before anything is queued."""
+        app_in_scope(attrs["app"], self.context["scope"])
+        if attrs.get("input"):
+            version = version_resolve_for_user(self.context["user"], attrs["app"], attrs.get("version") or "latest")
+            try:
+                check_input_types(version.manifest.get("interface", {}), attrs["input"])
+            except InputTypeError as exc:
+                raise ApplicationError(
+                    f"The input is not valid: {exc}",
+                    code="bad_input",
+                    detail={"input": {exc.identifier: [exc.problem]}},
+                ) from None
+        return attrs
 
-class JobOut(serializers.ModelSerializer):
+
+class JobOut(OutputSerializer):
     app = serializers.CharField(source="app_version.app.name")
     version = serializers.CharField(source="app_version.version")
     owner = serializers.CharField(source="owner.username")
@@ -119,6 +146,13 @@ class JobOut(serializers.ModelSerializer):
 class JobQuery(serializers.Serializer):
     state = serializers.ChoiceField(choices=JobState.choices, required=False, allow_blank=True)
     app = serializers.CharField(required=False, allow_blank=True)
+    owner = serializers.CharField(required=False, allow_blank=True, help_text="An admin's filter: this user's jobs.")
+    since = serializers.DateField(required=False, help_text="Submitted on this day or later.")
+    until = serializers.DateField(required=False, help_text="Submitted on this day or earlier.")
+    q = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="The job's number, or part of its app or procedure."
+    )
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=10**9, default=0)
     limit = LenientLimit(highest=1000, default=100, required=False)
 
 
@@ -150,7 +184,7 @@ class JobLogQuery(serializers.Serializer):
 # ---------------------------------------------------------------- cases
 
 
-class CaseOut(serializers.ModelSerializer):
+class CaseOut(OutputSerializer):
     app = serializers.CharField(source="app.name")
     version = serializers.CharField(source="app_version.version", default=None, allow_null=True)
     owner = serializers.CharField(source="owner.username")
@@ -174,7 +208,7 @@ class CaseUploadQuery(serializers.Serializer):
 # ---------------------------------------------------------------- data sessions
 
 
-class SessionIn(serializers.Serializer):
+class SessionIn(StrictSerializer):
     app = serializers.SlugField(max_length=64)
     version = serializers.CharField(max_length=64, required=False, default="latest")
 
@@ -183,7 +217,7 @@ class SessionQuery(serializers.Serializer):
     live = Flag(required=False, default=False)
 
 
-class SessionOut(serializers.ModelSerializer):
+class SessionOut(OutputSerializer):
     app = serializers.CharField(source="app_version.app.name")
     version = serializers.CharField(source="app_version.version")
     owner = serializers.CharField(source="owner.username")

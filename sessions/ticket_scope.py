@@ -26,6 +26,12 @@ def scope_app(credential: Any) -> str | None:
     return str(scope.get("app") or "")
 
 
+def scope_session(credential: Any) -> str | None:
+    """The data session a scoped credential belongs to; ``None`` for a full one."""
+    scope = getattr(credential, "scope", None)
+    return str(scope["session"]) if scope and scope.get("session") else None
+
+
 def app_in_scope(app_name: str, scoped: str | None) -> None:
     """Refuse naming another app than the scope's (as ``TicketScope`` does, whatever route the name came by)."""
     if scoped is not None and app_name != scoped:

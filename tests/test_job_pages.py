@@ -91,7 +91,54 @@ def test_static_scripts_are_served(alice):
     for path in (
         "/static/js/jobs-list.js",
         "/static/js/job-detail.js",
+        "/static/js/live.js",
+        "/static/js/sessions-list.js",
+        "/static/css/jobs.css",
         "/static/js/webui.js",
         "/static/vendor/chartjs/chart.umd.min.js",
     ):
         assert client.get(path).status_code == 200, path
+
+
+def test_the_jobs_list_pages_and_filters_on_the_server(alice, carol, admin_user, lab):
+    from apps.catalog.models import App
+
+    App.objects.get(name="lab").grants.create(user=carol, level="viewer")
+    mine = [jobs.job_submit(user=alice, app_name="lab", procedure="solve").pk for _ in range(5)]
+    theirs = jobs.job_submit(user=carol, app_name="lab", procedure="slow").pk
+    Job.objects.filter(pk=mine[0]).update(created_at=timezone.now() - timedelta(days=3))
+    api = browser(admin_user)
+
+    def ids(query: str) -> list[int]:
+        response = api.get(f"/api/v1/jobs?{query}")
+        assert response.status_code == 200, response.content
+        return [job["id"] for job in response.json()]
+
+    page = api.get("/api/v1/jobs?limit=2&offset=2")
+    assert page["X-Total-Count"] == "6" and [j["id"] for j in page.json()] == [mine[3], mine[2]]
+    assert ids("owner=carol") == [theirs]
+    assert ids("q=slow") == [theirs] and ids(f"q=%23{mine[1]}") == [mine[1]]
+    assert ids("q=" + "9" * 40) == []  # a number too long for an id is searched as text, not a 500
+    today = timezone.localdate()
+    assert mine[0] not in ids(f"since={today}") and ids(f"until={today - timedelta(days=2)}") == [mine[0]]
+    assert browser(alice).get("/api/v1/jobs?owner=carol").json() == []  # alice sees her own jobs only
+    refused = api.get("/api/v1/jobs?since=yesterday")
+    assert refused.status_code == 400 and "since" in refused.json()["error"]["message"]
+    listing = browser(admin_user).get("/jobs/").content.decode()
+    assert 'name="owner"' in listing and "<option>lab</option>" in listing
+    assert 'name="owner"' not in browser(alice).get("/jobs/").content.decode()
+
+
+def test_a_job_links_back_to_the_data_session_that_submitted_it(alice, carol, lab):
+    from sessions.models import DataSession
+
+    session = DataSession.objects.create(owner=alice, app_version=lab, state="running")
+    job = jobs.job_submit(user=alice, app_name="lab", procedure="solve", data_session_id=str(session.pk))
+    assert f'href="/sessions/{session.pk}/"' in browser(alice).get(f"/jobs/{job.pk}/").content.decode()
+    theirs = DataSession.objects.create(owner=carol, app_version=lab, state="running")
+    for other in (str(theirs.pk), "not-a-session"):  # another user's session is not linked; nonsense neither
+        assert (
+            jobs.job_submit(user=alice, app_name="lab", procedure="solve", data_session_id=other).data_session is None
+        )
+    DataSession.objects.filter(pk=session.pk).update(state="stopped")
+    assert "its data session" not in browser(alice).get(f"/jobs/{job.pk}/").content.decode()

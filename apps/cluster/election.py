@@ -27,6 +27,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from pro_portal.notify import notify
+
 from .models import MASTER_LEASE, MasterLease
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ def lease_claim(*, node: str, now: datetime | None = None) -> int | None:
         taken = renewed or lease.filter(Q(holder="") | Q(expires_at__lte=now)).update(
             holder=node, term=F("term") + 1, acquired_at=now, renewed_at=now, expires_at=expires
         )
+        if taken and not renewed:
+            notify("nodes", id=node, master=True)
         return lease.values_list("term", flat=True).get() if taken else None
 
 
@@ -129,7 +133,9 @@ class Candidate:
             self.term = None
             return False
         if term != was:
-            logger.warning("Node %s is master now (term %s)", self.node, term)
+            # Taking the lease is the election working as it should (a single node takes it at every
+            # start): information. Losing one held before is what an operator needs to hear about.
+            logger.info("Node %s is master now (term %s)", self.node, term)
         return True
 
     def act(self, action, *args, **kwargs):

@@ -21,6 +21,7 @@ from sessions import selectors as sessions_selectors
 from sessions.models import LIVE_SESSION_STATES, DataSession, Job, JobState
 
 from .models import Node, NodeState
+from .services import node_changed
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def nodes_declare_dead(*, master: str, now: datetime | None = None) -> list[str]
             state=NodeState.DEAD, declared_dead_at=now, declared_dead_by=master
         ):
             logger.warning("Node %s missed two heartbeats: declared dead by master %s", name, master)
+            node_changed(name, NodeState.DEAD)
             dead.append(name)
     return dead
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from pro_portal.notify import notify
 from sessions import launcher
 from sessions.runtime.version import __version__ as PLATFORM_VERSION  # noqa: N812 - the version of every node
 
@@ -48,7 +49,13 @@ def node_register(*, name: str | None = None, address: str = "") -> Node:
             "sandbox_detail": sandbox["detail"],
         },
     )
+    node_changed(node.name, NodeState.UP)
     return node
+
+
+def node_changed(name: str, state: str, **detail: object) -> None:
+    """Tell the open nodes pages of every node (heartbeats that change nothing are not told)."""
+    notify("nodes", id=name, state=state, **detail)
 
 
 def node_heartbeat(*, node: Node) -> bool:
@@ -63,6 +70,7 @@ def node_heartbeat(*, node: Node) -> bool:
     )
     if came_back:
         logger.warning("Node %s is back after being declared dead; its earlier work was requeued", node.name)
+        node_changed(node.name, NodeState.UP)
     elif not Node.objects.filter(pk=node.pk).update(last_heartbeat=now, state=NodeState.UP):
         node_register(name=node.name, address=node.address)  # its row was removed by an admin
     return bool(came_back)
@@ -70,6 +78,7 @@ def node_heartbeat(*, node: Node) -> bool:
 
 def node_stop(*, node: Node) -> None:
     Node.objects.filter(pk=node.pk).update(state=NodeState.STOPPED, last_heartbeat=timezone.now())
+    node_changed(node.name, NodeState.STOPPED)
 
 
 def node_child_restarted(*, child: str, reason: str, name: str | None = None) -> None:
