@@ -5,7 +5,8 @@
 It starts a throwaway platform (a temporary data folder, SQLite, a real solve worker process)
 and measures, each beside the same work done by a bare subprocess:
 
-- submit to running: from the submit call to the first line of the solve procedure;
+- submit to running: from the submit call to the first line of the solve procedure, one job at a
+  time on an idle node (``IDLE_PAUSE`` between them);
 - end to end: from the submit call to the job seen succeeded;
 - throughput: jobs per second for N trivial jobs;
 - the solve time of every instance in examples/instances through the platform (mps-solver),
@@ -29,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL_APP = ROOT / "bench" / "trivial"
+IDLE_PAUSE = 0.5  # seconds between the latency row's jobs, as between a user's clicks
 REPEATS = 3  # solves of each instance; the table shows the best time of each side
 INSTANCES = ROOT / "examples" / "instances"
 
@@ -138,7 +140,8 @@ def bench_trivial(admin, count: int) -> dict:
     from sessions.models import Job
 
     to_running, end_to_end = [], []
-    for _ in range(20):  # one at a time: latency
+    for _ in range(20):  # one at a time, on an idle node (a pause after each: the warm pool refills): latency
+        time.sleep(IDLE_PAUSE)
         submitted = time.time()
         job = job_submit(user=admin, app_name="bench-trivial", procedure="solve")
         finished = wait_finished([job.pk])[job.pk]
@@ -276,6 +279,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--capacity", type=int, default=2)
+    parser.add_argument("--no-instances", action="store_true", help="only the trivial jobs (no instance solves)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pro-bench-") as folder:
@@ -284,7 +288,8 @@ def main() -> int:
         worker = start_worker(args.capacity)
         try:
             trivial = bench_trivial(admin, args.jobs)
-            instances = bench_instances(admin) if (ROOT / "examples" / "mps-solver").is_dir() else []
+            wanted = not args.no_instances and (ROOT / "examples" / "mps-solver").is_dir()
+            instances = bench_instances(admin) if wanted else []
         finally:
             worker.terminate()
             worker.wait(timeout=30)

@@ -26,7 +26,7 @@ from django.db import connection
 
 from apps.accounts.models import ApiTicket
 from apps.accounts.services import ticket_issue_for_user, ticket_revoke
-from apps.catalog.environments import version_python
+from apps.catalog.environments import builtin_python, version_python
 from apps.catalog.keys import platform_private_key
 from pro_portal import notify
 from sessions.runtime import package
@@ -85,30 +85,13 @@ class WarmInterpreter:
 
     def wait_ready(self, timeout: float) -> bool:
         if not self.ready:
-            self.ready = _read_until(self.process, "READY", timeout) == "READY"
+            self.ready = launcher.read_until(self.process, "READY", timeout) == "READY"
         return self.ready
 
     def discard(self) -> None:
         self.process.stop()
         self.process.cleanup()
         self.relay.close(self.api_socket)
-
-
-def _read_until(process: launcher.SandboxedProcess, prefix: str, timeout: float) -> str:
-    """The first stdout line starting with ``prefix`` (or a failure line), within ``timeout``."""
-    result: list[str] = []
-
-    def read() -> None:
-        for raw in iter(process.stdout.readline, b""):
-            line = raw.decode("utf-8", "replace").strip()
-            if line.startswith(prefix) or line.startswith("START FAILED"):
-                result.append(line)
-                return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(timeout)
-    return result[-1] if result else ""
 
 
 class RunningSession:
@@ -229,7 +212,7 @@ class SessionManager:
             raise RuntimeError("the session interpreter did not start")
         warm.process.stdin.write((json.dumps(order) + "\n").encode())
         warm.process.stdin.flush()
-        line = _read_until(warm.process, "LISTENING", START_TIMEOUT)
+        line = launcher.read_until(warm.process, "LISTENING", START_TIMEOUT)
         if not line.startswith("LISTENING"):
             raise RuntimeError(
                 line.removeprefix("START FAILED ").strip() or "the session process did not start listening"
@@ -292,7 +275,7 @@ class SessionManager:
         launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
         launcher.remove_leftovers("session")
         self.mark_orphans()
-        default = self._default_python()
+        default = builtin_python()
         wake = notify.hub().subscribe("sessions")
         last_reconcile = 0.0
         while not stopping.is_set():
@@ -312,14 +295,6 @@ class SessionManager:
         wake.close()
         self.shutdown()
         connection.close()
-
-    @staticmethod
-    def _default_python() -> Python | None:
-        """What most apps run with: the built-in runtime, alone."""
-        from apps.catalog.models import Runtime
-
-        builtin = Runtime.objects.filter(is_builtin=True).first()
-        return (builtin.interpreter, ()) if builtin is not None else None
 
     def shutdown(self) -> None:
         for session_id, running in list(self.running.items()):

@@ -27,13 +27,14 @@ import subprocess
 import threading
 import time
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 
-from apps.catalog.environments import version_python
+from apps.catalog.environments import builtin_python, version_python
 from apps.catalog.keys import platform_private_key
 from apps.storage import services as storage
 from pro_portal import notify
@@ -46,6 +47,7 @@ from .cases import case_read_bytes
 from .launcher import workfiles
 from .models import Job, JobState
 from .network import grant_of
+from .solve_pool import WARM_PREFIX, SolveRunnerPool, WarmRunner
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +81,10 @@ class StopReason(StrEnum):
 class SolveSupervisor:
     """Runs one claimed attempt of a job, from its working folder to its recorded end."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, pool: SolveRunnerPool | None = None):
         self.job = job
+        self.pool = pool
+        self.warm: WarmRunner | None = None  # the pool's started sandbox this job runs in, if any
         self.workdir = launcher.node_work_dir() / f"job-{job.pk}-{job.attempt}-{secrets.token_hex(4)}"
         self.process: launcher.SandboxedProcess | None = None
         self.log_lines: list[str] = []
@@ -113,12 +117,24 @@ class SolveSupervisor:
         finally:
             if self.process is not None:
                 self.process.cleanup(remove_workdir=False)
+            elif self.warm is not None:
+                self.warm.discard()
             shutil.rmtree(self.workdir, ignore_errors=True)
             connection.close()
 
     def _prepare(self) -> None:
-        self.workdir.mkdir(parents=True, mode=0o700)
         version = self.job.app_version
+        self.python = version_python(version)
+        self.grant = grant_of(version.app)
+        if self.pool is not None:
+            preload = tuple(version.environment.preload) if version.environment is not None else ()
+            self.warm = self.pool.take(
+                self.python, memory_limit_mb=self.job.memory_limit_mb, networked=bool(self.grant), preload=preload
+            )
+        if self.warm is not None:
+            self.warm.claim(self.workdir)
+        else:
+            self.workdir.mkdir(parents=True, mode=0o700)
         with default_storage.open(version.package_path, "rb") as handle:
             archive = package.decrypt(handle.read(), platform_private_key())
         package.extract_archive(archive, self.workdir / "app")
@@ -131,8 +147,33 @@ class SolveSupervisor:
         )
 
     def _start(self) -> None:
+        if self.warm is not None and self.warm.wait_ready():
+            self.process, control_read = self.warm.process, self.warm.control_read
+            self.warm.go()
+        else:
+            if self.warm is not None:  # it died or hangs while warming up: this job starts its own
+                logger.warning("Job %s: its warm sandbox did not start; starting a new one", self.job.pk)
+                self.workdir = self._cold_workdir(self.workdir)
+                self.warm.discard()
+                self.warm = None
+            control_read = self._launch()
+        self.readers = [
+            threading.Thread(target=self._read_log, daemon=True),
+            threading.Thread(target=self._read_control, args=(control_read,), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def _cold_workdir(self, filled: Path) -> Path:
+        """A working folder of this job's own, with what was put in the warm one."""
+        folder = launcher.node_work_dir() / f"job-{self.job.pk}-{self.job.attempt}-{secrets.token_hex(4)}"
+        shutil.copytree(filled, folder, ignore=shutil.ignore_patterns("preload.txt"))
+        return folder
+
+    def _launch(self) -> int:
+        """Start the job's sandbox; return the read end of its control channel."""
         control_read, control_write = os.pipe()
-        interpreter, site_dirs = version_python(self.job.app_version)
+        interpreter, site_dirs = self.python
         spec = launcher.LaunchSpec(
             name=self.workdir.name,
             interpreter=interpreter,
@@ -142,20 +183,18 @@ class SolveSupervisor:
             workdir=self.workdir,
             env={"PRO_CONTROL_FD": str(control_write)},
             memory_limit_mb=self.job.memory_limit_mb,
-            network=grant_of(self.job.app_version.app),
+            network=self.grant,
             pass_fds=(control_write,),
             stdin=True,
         )
         try:
             self.process = launcher.launch(spec)
+        except BaseException:
+            os.close(control_read)
+            raise
         finally:
             os.close(control_write)
-        self.readers = [
-            threading.Thread(target=self._read_log, daemon=True),
-            threading.Thread(target=self._read_control, args=(control_read,), daemon=True),
-        ]
-        for reader in self.readers:
-            reader.start()
+        return control_read
 
     # ------------------------------------------------------------ channels
     def _log(self, line: str, partial: bool = False) -> None:
@@ -379,9 +418,11 @@ class SolveSupervisor:
 class SolveWorker:
     """The node's solve loop: claim jobs up to the node's capacity, one supervisor thread each."""
 
-    def __init__(self, node: str, capacity: int):
+    def __init__(self, node: str, capacity: int, pool_size: int | None = None):
         self.node = node
         self.capacity = capacity
+        self.pool_size = settings.PRO_SOLVE_POOL if pool_size is None else pool_size
+        self.pool: SolveRunnerPool | None = None
         self.running: dict[int, tuple[SolveSupervisor, threading.Thread]] = {}
         self.wake: Subscription | None = None
         self.next_due: float | None = None  # the earliest start time of a job queued for later
@@ -406,7 +447,7 @@ class SolveWorker:
         job = jobs.job_claim_next(node=self.node)
         if job is None:
             return None
-        supervisor = SolveSupervisor(job)
+        supervisor = SolveSupervisor(job, self.pool)
         thread = threading.Thread(target=self._supervise, args=(supervisor,), name=f"job-{job.pk}", daemon=True)
         self.running[job.pk] = (supervisor, thread)
         thread.start()
@@ -436,12 +477,16 @@ class SolveWorker:
         launcher.mode()  # refuses to run app code where it cannot be sandboxed
         self.wake = notify.hub().subscribe("jobs")
         launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
+        launcher.remove_leftovers(WARM_PREFIX)
         removed = launcher.remove_leftovers("job")
         if removed:
             logger.info("Removed %s working folders left by an earlier worker on %s", removed, self.node)
         requeued = self.reconcile()
         if requeued:
             logger.info("Requeued %s jobs left running by an earlier worker on %s", requeued, self.node)
+        if self.pool_size > 0:
+            self.pool = SolveRunnerPool(self.pool_size, builtin_python())
+            self.pool.start()
         while not stopping.is_set():
             try:
                 started = self.step()
@@ -462,3 +507,5 @@ class SolveWorker:
         for _, thread in self.running.values():
             thread.join(timeout=launcher.TERMINATE_GRACE + 5)
         self.running.clear()
+        if self.pool is not None:
+            self.pool.shutdown()

@@ -246,6 +246,12 @@ def environment_folder(environment: Environment) -> Path:
     return folder / "site"
 
 
+def builtin_python() -> tuple[str, tuple[Path, ...]] | None:
+    """What most apps run with: the built-in runtime's Python, alone (the warm pools' default)."""
+    builtin = Runtime.objects.filter(is_builtin=True).first()
+    return (builtin.interpreter, ()) if builtin is not None else None
+
+
 def version_python(version: AppVersion) -> tuple[str, tuple[Path, ...]]:
     """(interpreter, package folders) an app version runs with; what is missing here is fetched first."""
     interpreter, runtime_sites = runtime_python(version.runtime)

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +47,7 @@ __all__ = [
     "launch",
     "mode",
     "new_workdir",
+    "read_until",
     "remove_leftovers",
     "run",
 ]
@@ -367,3 +369,23 @@ def run(spec: LaunchSpec, timeout: float) -> Completed:
         return Completed(process.returncode, *text, timed_out)
     finally:
         process.cleanup(remove_workdir=False)
+
+
+def read_until(process: SandboxedProcess, prefix: str, timeout: float) -> str:
+    """The first stdout line of ``process`` starting with ``prefix`` (or a START FAILED line), within ``timeout``.
+
+    A warm interpreter's READY and a session's LISTENING come this way; the lines before are dropped.
+    """
+    result: list[str] = []
+
+    def read() -> None:
+        for raw in iter(process.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").strip()
+            if line.startswith(prefix) or line.startswith("START FAILED"):
+                result.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[-1] if result else ""

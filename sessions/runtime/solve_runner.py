@@ -1,7 +1,7 @@
 """The solve process: runs one solve procedure of an app on an input case. No Django here.
 
-Started by a worker as ``python -m sessions.runtime.solve_runner WORKDIR`` in a process group
-of its own. ``WORKDIR/job.json`` says what to run; the app is extracted in ``WORKDIR/app``;
+Started by a worker as ``python -m sessions.runtime.solve_runner WORKDIR`` in a sandbox of its
+own, or ahead of need with ``--pool`` (see :func:`main`). ``WORKDIR/job.json`` says what to run; the app is extracted in ``WORKDIR/app``;
 the input case is ``WORKDIR/input.case``. It writes ``WORKDIR/result.case`` and
 ``WORKDIR/outcome.json``.
 
@@ -14,17 +14,18 @@ Channels with the supervising worker:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import netforward
+from .warm import preload, wait_for_order, warm_imports
 
 EXIT_OK = 0
 EXIT_APP_ERROR = 1
@@ -129,6 +130,7 @@ class ServerSolveContext:
         self.control = control
         self.time_limit = time_limit
         self._wake = threading.Event()
+        self._closing = threading.Event()  # cuts the flusher's wait short: the end is not delayed
         self._closed = False
         self._log = _Batched(sys.stdout, self._wake)
         self._control = _Batched(control, self._wake)
@@ -182,6 +184,7 @@ class ServerSolveContext:
         """Write what is pending and stop the flusher; later lines are written at once."""
         self._closed = True
         self._log.direct = self._control.direct = True
+        self._closing.set()
         self._wake.set()
         if self._flusher.is_alive() and self._flusher is not threading.current_thread():
             self._flusher.join(timeout=5)
@@ -192,7 +195,8 @@ class ServerSolveContext:
             self._wake.wait()
             if self._closed:
                 break  # close() writes the rest
-            time.sleep(FLUSH_DELAY)  # the lines after the first one join it
+            if self._closing.wait(FLUSH_DELAY):  # the lines after the first one join it
+                break  # close() writes the rest
             self._wake.clear()
             try:
                 self.flush()
@@ -256,8 +260,31 @@ def _run_solve(workdir: Path, spec: dict[str, Any], ctx: ServerSolveContext) -> 
     return EXIT_OK
 
 
+def print_app_traceback(exc: BaseException, app_dir: Path) -> None:
+    """The traceback of an app's failure as its modeler reads it: the app's files named from its
+    own folder (``app/model.py``), the platform's frames above the app's left out."""
+    runtime = str(Path(__file__).resolve().parent)
+    shown = traceback.TracebackException.from_exception(exc)
+    frames = [frame for frame in shown.stack if not frame.filename.startswith(runtime)]
+    for frame in frames:
+        if frame.filename.startswith(str(app_dir)):
+            frame.filename = "app" + frame.filename[len(str(app_dir)) :]
+    shown.stack = traceback.StackSummary.from_list(frames)
+    print("".join(shown.format()), end="", file=sys.stderr)
+
+
 def main() -> int:
-    workdir = Path(sys.argv[1]).resolve()
+    """``solve_runner WORKDIR``, or ``solve_runner --pool WORKDIR [--preload FILE]``: warm up in a
+    pooled sandbox first, and run the job once the worker has filled WORKDIR and says GO."""
+    args = sys.argv[1:]
+    pooled = args[:1] == ["--pool"]
+    workdir = Path(args[1] if pooled else args[0]).resolve()
+    if pooled:
+        warm_imports("sessions.runtime.case", "sessions.runtime.loader", "sessions.runtime.sdk")
+        if "--preload" in args:
+            preload(Path(args[args.index("--preload") + 1]))
+        if wait_for_order().strip() != "GO":
+            return EXIT_BAD_JOB  # the pool was emptied: no job for this sandbox
     try:
         netforward.start_from_environment()
         return run(workdir)
@@ -265,11 +292,22 @@ def main() -> int:
         _write_outcome(workdir, error="the solve ran out of memory")
         return EXIT_MEMORY
     except BaseException as exc:  # the app's own failure: report it verbatim, fail only this job
-        traceback.print_exc()
+        print_app_traceback(exc, workdir / "app")
         sys.stderr.flush()
         _write_outcome(workdir, error=f"{type(exc).__name__}: {exc}")
         return EXIT_APP_ERROR
 
 
+def exit_now(code: int) -> None:
+    """End the process once its output is out, without the interpreter's teardown (a tenth of a
+    trivial job's run with numpy and HiGHS loaded): the result and the outcome are written by then,
+    and what the app left running is ended with its sandbox anyway. An app's atexit handlers do
+    not run (docs/runtimes.md)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

