@@ -103,12 +103,13 @@ TEMPLATES = [
 # ---------------------------------------------------------------- admin database
 
 _database_url = env_str("DATABASE_URL")
+# How long a process keeps a connection (run_platform sets it for its children; 0: one per request).
+_conn_max_age = env_int("PRO_DB_CONN_MAX_AGE", 0, minimum=0)
+_conn_health_checks = env_bool("PRO_DB_CONN_HEALTH_CHECKS", True)
 if _database_url:
     DATABASES = {
         "default": dj_database_url.parse(
-            _database_url,
-            conn_health_checks=env_bool("PRO_DB_CONN_HEALTH_CHECKS", True),
-            conn_max_age=env_int("PRO_DB_CONN_MAX_AGE", 0, minimum=0),
+            _database_url, conn_health_checks=_conn_health_checks, conn_max_age=_conn_max_age
         )
     }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
@@ -118,6 +119,8 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "db.sqlite3",
+            "CONN_MAX_AGE": _conn_max_age,
+            "CONN_HEALTH_CHECKS": _conn_health_checks,
             # A file, not memory, so that the platform processes a test starts share it.
             "TEST": {"NAME": DATA_DIR / "test-db.sqlite3"},
             "OPTIONS": {
@@ -242,6 +245,12 @@ REST_FRAMEWORK = {
         "apps.accounts.authentication.TicketScope",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # A new view refuses numbers beyond a float and deep nesting without asking (pro_portal.strict).
+    "DEFAULT_PARSER_CLASSES": [
+        "pro_portal.strict.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "pro_portal.openapi.PlatformAutoSchema",
     "EXCEPTION_HANDLER": "pro_portal.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -258,6 +267,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Jobs, sessions and environments each have a "state": each its own named enum in the schema.
     "ENUM_NAME_OVERRIDES": {"EnvironmentStateEnum": "apps.catalog.models.EnvironmentState"},
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "pro_portal.openapi.link_to_portal"],
 }
 
 # ---------------------------------------------------------------- the platform
@@ -365,6 +375,13 @@ PRO_JOB_RETENTION_DAYS = env_int("PRO_JOB_RETENTION_DAYS", 30, minimum=1)
 # A job's stored log: its head and its tail are kept, the middle past this is dropped (sessions.jobs).
 PRO_JOB_LOG_MAX_BYTES = env_int("PRO_JOB_LOG_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 PRO_MAX_SOLVES = env_int("PRO_MAX_SOLVES", 2, minimum=1)
+# Solve sandboxes started ahead of need, each for one future job (sessions.solve_pool); 0: none.
+PRO_SOLVE_POOL = env_int("PRO_SOLVE_POOL", 2, minimum=0)
+# Threads of each web server process that serve requests, each with its own database connection
+# (pro_portal.handler). One a process serves the most: a request is Python code that holds the
+# interpreter's lock (measured: 528 job GETs a second with one, 419 with two, fewer with more);
+# more let a process go on with others while one waits on slow storage or a slow query.
+PRO_WEB_THREADS = env_int("PRO_WEB_THREADS", 1, minimum=1)
 # Idle solve workers and session managers wait for a notification (pro_portal.notify) and look at
 # the queue on their own only this often: the safety net, not the way work is found.
 PRO_QUEUE_SAFETY_POLL_SECONDS = env_float("PRO_QUEUE_SAFETY_POLL_SECONDS", 10.0, minimum=0.05)

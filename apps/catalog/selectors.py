@@ -75,6 +75,13 @@ def app_get_for_user(user: User, name: str) -> App:
 
 # What a version is shown with: read along with it.
 VERSION_RELATIONS = ("runtime", "published_by", "environment")
+LIST_DEFERRED = (
+    "runtime__lock",
+    "runtime__packages",
+    "runtime__description",
+    "environment__build_log",
+    "environment__preload",
+)
 
 
 def with_versions(apps: QuerySet[App]) -> QuerySet[App]:
@@ -82,7 +89,9 @@ def with_versions(apps: QuerySet[App]) -> QuerySet[App]:
 
     ``versions_for_user`` then picks each app's versions from these instead of asking.
     """
-    every = AppVersion.objects.select_related(*VERSION_RELATIONS)
+    # What the lists show of a version's runtime and environment, without their lock files,
+    # package lists and build logs (a list would read and parse them for every version).
+    every = AppVersion.objects.select_related(*VERSION_RELATIONS).defer(*LIST_DEFERRED)
     return apps.prefetch_related(Prefetch("versions", queryset=every, to_attr="every_version"))
 
 

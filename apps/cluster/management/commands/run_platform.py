@@ -114,6 +114,10 @@ class Command(BaseCommand):
             "websockets-sansio",
             # The platform reads X-Forwarded-For itself, from PRO_TRUSTED_PROXIES only.
             "--no-proxy-headers",
+            # Django's ASGI application has no start-up or shut-down events to run; without this
+            # every server process says at each start that the protocol "appears unsupported".
+            "--lifespan",
+            "off",
         ]
         cert, key = env_str("PRO_TLS_CERT"), env_str("PRO_TLS_KEY")
         if cert or key:
@@ -142,15 +146,14 @@ class Command(BaseCommand):
         host = env_str("PRO_HTTP_HOST", "127.0.0.1")
         port = env_int("PRO_HTTP_PORT", 8000, minimum=1)
         # Refuses a bad configuration before anything starts.
-        # The background children keep their database connection (a reconnection per poll costs
-        # more than the poll) and skip the health check before each use (their loops reconnect
-        # after an error); the web server does not: under ASGI a connection belongs to a thread.
-        background = {
-            "PRO_DB_CONN_MAX_AGE": env_str("PRO_DB_CONN_MAX_AGE", "600"),
-            "PRO_DB_CONN_HEALTH_CHECKS": env_str("PRO_DB_CONN_HEALTH_CHECKS", "false"),
-        }
+        # Every child keeps its database connections (a reconnection costs more than most of
+        # its queries): the web server's request threads check theirs before each request
+        # (pro_portal.handler); the background children skip the check (their loops reconnect
+        # after an error).
+        keep = {"PRO_DB_CONN_MAX_AGE": env_str("PRO_DB_CONN_MAX_AGE", "600")}
+        background = {**keep, "PRO_DB_CONN_HEALTH_CHECKS": env_str("PRO_DB_CONN_HEALTH_CHECKS", "false")}
         children = [
-            Child(name, cmd, background if name in ("workers", "solves", "sessions", "agent") else {})
+            Child(name, cmd, background if name in ("workers", "solves", "sessions", "agent") else keep)
             for name, cmd in self._children(host, port).items()
         ]
         stopping = stop_on_signals()

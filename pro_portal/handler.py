@@ -1,0 +1,62 @@
+"""Django's HTTP side under ASGI, with each request served in one call on a thread of a fixed pool.
+
+Django's own ASGI handler gives every request a thread of its own (``ThreadSensitiveContext``)
+and runs the middleware in async mode wherever one middleware can: for this project's chain that
+meant a new thread per request, a hop back to the event loop and out again around the view, and
+a new database connection per request, since a connection belongs to its thread. Measured, those
+were most of the time of a job's GET that scripts and pages poll.
+
+:class:`PooledASGIHandler` runs the middleware and the view synchronously, as under WSGI, in one
+call on a thread of a pool of ``PRO_WEB_THREADS`` threads. Each thread keeps its database
+connection between requests (``CONN_MAX_AGE``), checked and replaced as Django does at the start
+of a request. The event loop still reads bodies, sends answers (streamed ones too) and notices
+clients that go away; websockets do not come here (channels routes them, see ``asgi.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponseBase
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def request_threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=settings.PRO_WEB_THREADS, thread_name_prefix="web-request")
+    return _pool
+
+
+class PooledASGIHandler(ASGIHandler):
+    """See the module's docstring."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)  # one synchronous chain, called once per request
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django serves HTTP here, not {scope['type']}")
+        await self.handle(scope, receive, send)
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        context = contextvars.copy_context()  # what Django keeps per request (URLconf, language) goes along
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(request_threads(), context.run, self._respond, request)
+
+    def _respond(self, request: HttpRequest) -> HttpResponseBase:
+        close_old_connections()  # this thread's connection: renewed when broken or too old
+        return self.get_response(request)
+
+
+def get_asgi_application() -> PooledASGIHandler:
+    import django
+
+    django.setup(set_prefix=False)
+    return PooledASGIHandler()
