@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import requests
 from throwaway import PASSWORD, throwaway_platform
 from websockets.asyncio.client import connect
@@ -48,12 +48,40 @@ def login_cookie(url: str) -> str:
     return "; ".join(f"{k}={v}" for k, v in session.cookies.items())
 
 
-def web_processes(root: psutil.Process) -> list[psutil.Process]:
-    return [p for p in root.children(recursive=True) if "uvicorn" in " ".join(p.cmdline())]
+def web_processes(root: int) -> list[int]:
+    """The web server's processes among ``root``'s descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [(root, False)]
+    while todo:
+        pid, web = todo.pop()
+        for child in children.get(pid, []):
+            # uvicorn's workers are its children (multiprocessing), named by their parent only
+            is_web = web or b"uvicorn" in Path(f"/proc/{child}/cmdline").read_bytes()
+            todo.append((child, is_web))
+            if is_web:
+                found.append(child)
+    return found
 
 
-def cpu_seconds(processes: list[psutil.Process]) -> float:
-    return sum(sum(p.cpu_times()[:2]) for p in processes)
+def cpu_seconds(pids: list[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def memory_mb(pids: list[int]) -> float:
+    page = os.sysconf("SC_PAGE_SIZE")
+    return sum(int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page for pid in pids) / 1e6
 
 
 async def open_pages(url: str, cookie: str, count: int) -> list:
@@ -80,7 +108,7 @@ async def frames_within(pages: list, seconds: float) -> list[float]:
 
 async def measure(url: str, ticket: str, cookie: str, count: int, idle: float, web: list) -> dict:
     pages = await open_pages(url, cookie, count)
-    memory_mb = sum(p.memory_info().rss for p in web) / 1e6
+    memory = memory_mb(web)
     cpu_before = cpu_seconds(web)
     idle_frames = await frames_within(pages, idle)
     idle_cpu = cpu_seconds(web) - cpu_before
@@ -103,7 +131,7 @@ async def measure(url: str, ticket: str, cookie: str, count: int, idle: float, w
         "idle_frames": len(idle_frames),
         "idle_web_cpu_seconds": idle_cpu,
         "idle_web_cpu_share_of_one_core": idle_cpu / idle,
-        "web_memory_mb_with_pages_open": memory_mb,
+        "web_memory_mb_with_pages_open": memory,
         "pages_told_of_a_job": len(told),
         "fanout_p50_ms": delays[len(delays) // 2] * 1000 if delays else None,
         "fanout_last_ms": delays[-1] * 1000 if delays else None,
@@ -135,7 +163,7 @@ def main() -> int:
     with throwaway_platform(args.port) as platform:
         ticket = platform.ticket()
         cookie = login_cookie(platform.url)
-        web = web_processes(psutil.Process(platform.process.pid))
+        web = web_processes(platform.process.pid)
         results = asyncio.run(measure(platform.url, ticket, cookie, args.pages, args.idle, web))
         results.update(polling_baseline(platform.url, ticket, args.pages))
     print(f"{args.pages} open jobs pages, {args.idle:g} s while nothing changes:")
