@@ -264,6 +264,10 @@ def test_storage_round_trip_in_an_app_folder(pro_as, published, carol, dave, sto
     assert "(not_found)" in dave_pro.fails("storage", "put", str(local), "apps/demo/data/mine.mps")
     assert not (tmp_path / "daves").exists()
 
+    # A viewer reads the app's data; changing it takes a collaborator.
+    assert "(forbidden)" in carol_pro.fails("storage", "rm", "apps/demo/data/model.mps")
+    assert (storage_folder / "apps" / "demo" / "data" / "model.mps").exists()
+    alice_pro.run("app", "grant", "demo", "--user", "carol", "--level", "collaborator")
     carol_pro.run("storage", "rm", "apps/demo/data/model.mps")
     assert not (storage_folder / "apps" / "demo" / "data" / "model.mps").exists()
     assert table(alice_pro.run("storage", "ls", "apps/demo/data").stdout) == {}

@@ -55,7 +55,7 @@ def test_other_users_folder_is_not_found(api, carol, dave):
 
 
 def test_app_folder_is_shared_with_granted_users(api, alice, carol, dave, published):
-    api(alice).post("/api/v1/apps/demo/grants", {"username": "carol"}, format="json")
+    api(alice).post("/api/v1/apps/demo/grants", {"username": "carol", "level": "collaborator"}, format="json")
     assert put(api(alice), "apps/demo/data/input.csv", b"a,b\n").status_code == 201
     assert get_bytes(api(carol).get("/api/v1/storage/apps/demo/data/input.csv")) == b"a,b\n"
     assert put(api(carol), "apps/demo/data/result.csv", b"1,2\n").status_code == 201

@@ -49,8 +49,10 @@ class StorageApi(APIView):
     @extend_schema(
         parameters=[PATH],
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={201: EntryOut, 409: ERROR, 413: ERROR},
-        description="Store the body at the path; a path ending in / creates that (empty) folder instead.",
+        responses={201: EntryOut, 403: ERROR, 409: ERROR, 413: ERROR},
+        description="Store the body at the path; a path ending in / creates that (empty) folder instead. "
+        "An app's shared folder (apps/<app>/data/) takes changes from its collaborators, owner and admins "
+        "(403 for viewers); the platform's own folders take none (403, admins too).",
     )
     def put(self, request, path: str = ""):
         if path.endswith("/"):
@@ -61,7 +63,7 @@ class StorageApi(APIView):
         )
         return Response(EntryOut(entry).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(parameters=[PATH], responses={204: None})
+    @extend_schema(parameters=[PATH], responses={204: None, 403: ERROR})
     def delete(self, request, path: str = ""):
         services.storage_delete(user=request.user, path=path)
         return Response(status=status.HTTP_204_NO_CONTENT)

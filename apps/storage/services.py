@@ -1,9 +1,12 @@
 """The storage file API: who may read and write which path, over django-storages.
 
 Folders users reach:
-- ``apps/<app>/data/``: shared by everyone granted the app;
-- ``users/<username>/``: private to that user;
-- everything else (packages, icons, cases, logs): admins only.
+- ``apps/<app>/data/``: shared by everyone granted the app; its collaborators, its owner and admins
+  change it, its viewers only read it;
+- ``users/<username>/``: private to that user (and admins);
+- everything else is the platform's own (``packages/``, ``icons/``, ``cases/``, ``jobs/``,
+  ``runtimes/``, ``environments/``, ``wheelhouse/``): admins read it, nobody changes it through
+  this API (the platform's objects do, through the Django admin and their own API).
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.storage import default_storage
 
-from apps.catalog.models import App
+from apps.catalog.models import MANAGER_ACCESS, AccessLevel, App
 from apps.catalog.selectors import app_access_level, apps_for_user
-from pro_portal.errors import ApplicationError, Conflict, NotFound, TooLarge
+from pro_portal.errors import ApplicationError, Conflict, Forbidden, NotFound, TooLarge
 
 from .backends import TEMPORARY_PREFIX
 
@@ -74,30 +77,85 @@ def _is_within(path: str, folder: str) -> bool:
 
 
 def can_access(user: User, path: str) -> bool:
-    """Whether ``user`` may read and write ``path`` (a normalized path)."""
+    """Whether ``user`` may read ``path`` (a normalized path); what they may change: :func:`can_write_into`."""
     if user.is_superuser:
         return True
     if _is_within(path, user_folder(user)):
         return True
-    parts = path.split("/")
-    if len(parts) >= 3 and parts[0] == "apps" and parts[2] == "data":
-        app = App.objects.filter(name=parts[1]).first()
+    name = _shared_app(path)
+    if name is not None:
+        app = App.objects.filter(name=name).first()
         return app is not None and app_access_level(user, app) is not None
     return False
 
 
-def can_write_into(user: User, folder: str) -> bool:
-    """Whether ``user`` may put files into ``folder`` (a normalized path): one they may access, and
-    not a folder of the platform's own (the root, ``apps/``, ``apps/<app>/``, ``users/``)."""
+def _shared_app(path: str) -> str | None:
+    """The app whose shared folder holds ``path`` (a normalized path), if any."""
+    parts = path.split("/")
+    return parts[1] if len(parts) >= 3 and parts[0] == "apps" and parts[2] == "data" else None
+
+
+def _write_refusal(user: User, path: str) -> str | None:
+    """Why ``user``, who may read ``path`` (a normalized path), may not change it; None if they may."""
+    parts = path.split("/")
+    if parts[0] == "users" and len(parts) >= 2:
+        return None  # their own folder (an admin: anyone's)
+    name = _shared_app(path)
+    if name is not None:
+        if user.is_superuser:
+            return None  # also the folder an app left behind
+        app = App.objects.filter(name=name).first()
+        level = app_access_level(user, app) if app is not None else None
+        if level in (MANAGER_ACCESS, AccessLevel.COLLABORATOR):
+            return None
+        return (
+            f"Changing the shared files of app {name!r} (apps/{name}/data/) needs collaborator rights on the app "
+            f"(or being its owner or an admin); you have {level or 'no'} access, which reads them only."
+        )
+    if parts[0] in ("", "apps", "users"):
+        return f"{(path or '/')!r} is outside the folders that hold files: apps/<app>/data/ and users/<you>/."
     return (
-        bool(folder) and can_access(user, folder) and len(folder.split("/")) >= (3 if folder.startswith("apps/") else 2)
+        f"{parts[0]}/ is a folder of the platform's own: nobody changes it through the file API, admins neither "
+        f"(the Django admin and the API's objects manage what it holds)."
     )
+
+
+def can_write_into(user: User, folder: str) -> bool:
+    """Whether ``user`` may put files into, make folders in and delete files from ``folder`` (a
+    normalized path): a folder they may read, in their own folder or an app's shared folder they
+    may change, not a level of the platform's folders (the root, ``apps/``, ``apps/<app>/``, ``users/``)."""
+    return bool(folder) and can_access(user, folder) and _write_refusal(user, folder) is None
+
+
+def read_only_reason(user: User, folder: str) -> str | None:
+    """Why ``user`` may read but not change ``folder`` (a normalized path they may read), to show on
+    the files page; None where they may change it, or where it is only a level above the folders
+    users reach (the root, ``apps/``, ``apps/<app>/``, ``users/``)."""
+    parts = folder.split("/")
+    if (parts[0] in ("", "users") and len(parts) == 1) or (parts[0] == "apps" and len(parts) <= 2):
+        return None
+    return _write_refusal(user, folder)
 
 
 def _require(user: User, path: str) -> None:
     if not can_access(user, path):
         # Not found, not forbidden: whether another user's file exists is not the caller's business.
         raise NotFound(f"There is no file or folder {path!r} you have access to.")
+
+
+def _require_write(user: User, path: str) -> None:
+    """Refuse (forbidden) a change at ``path``, which ``user`` may read, if they may not make it."""
+    refusal = _write_refusal(user, path)
+    if refusal is not None:
+        raise Forbidden(refusal)
+
+
+def require_write_into(user: User, folder: str) -> None:
+    """Refuse a change inside ``folder`` (a normalized path): not found if ``user`` may not read it,
+    forbidden if they may read it only."""
+    if folder:
+        _require(user, folder)
+    _require_write(user, folder)
 
 
 def _require_file_path(path: str) -> None:
@@ -190,6 +248,7 @@ def storage_put(*, user: User, path: str, stream: IO[bytes], declared_length: in
     path = normalize_path(path)
     _require(user, path)
     _require_file_path(path)
+    _require_write(user, path)
     limit = settings.PRO_MAX_UPLOAD_BYTES
     if declared_length is not None and declared_length > limit:
         raise TooLarge(f"The file is {declared_length} bytes, over the limit of {limit} bytes.")
@@ -211,6 +270,7 @@ def storage_make_folder(*, user: User, path: str) -> Entry:
     path = normalize_path(path)
     _require(user, path)
     _require_file_path(path)  # a folder where a file could go: not one of the platform's own
+    _require_write(user, path)
     parent = posixpath.dirname(path)
     if _is_folder(path):
         raise Conflict(f"There is a folder {path!r} already.")
@@ -243,6 +303,7 @@ def storage_delete(*, user: User, path: str) -> None:
     path = normalize_path(path)
     _require(user, path)
     _require_file_path(path)
+    _require_write(user, path)
     if not default_storage.exists(path) or _is_folder(path):
         raise NotFound(f"There is no file {path!r}.")
     default_storage.delete(path)
