@@ -6,6 +6,7 @@ from apps.accounts import api as accounts
 from apps.catalog import api as catalog
 from apps.storage.api import StorageApi
 from sessions import api as sessions
+from sessions.usage_api import UsageApi
 
 app_name = "api"
 
@@ -49,5 +50,6 @@ urlpatterns = [
     path("sessions/<str:session_id>/restart", sessions.SessionRestartApi.as_view(), name="session-restart"),
     path("cases", sessions.CaseListApi.as_view(), name="cases"),
     path("cases/<str:case_id>", sessions.CaseDetailApi.as_view(), name="case"),
+    path("usage", UsageApi.as_view(), name="usage"),
     re_path(r"^storage/(?P<path>.*)$", StorageApi.as_view(), name="storage"),
 ]

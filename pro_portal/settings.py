@@ -390,8 +390,19 @@ PRO_MAX_CASE_BYTES = env_int("PRO_MAX_CASE_BYTES", 2 * 1024**3, minimum=1024)
 
 # ---------------------------------------------------------------- data sessions
 
-PRO_SESSIONS_PER_USER = env_int("PRO_SESSIONS_PER_USER", 3, minimum=1)
-PRO_SESSIONS_STARTING_LIMIT = env_int("PRO_SESSIONS_STARTING_LIMIT", 4, minimum=1)
+PRO_SESSIONS_PER_USER = env_int("PRO_SESSIONS_PER_USER", 3, minimum=1)  # the default of the sessions quota
+PRO_SESSIONS_STARTING_LIMIT = env_int("PRO_SESSIONS_STARTING_LIMIT", 4, minimum=1)  # of one user at once
+# Quotas (apps.accounts.quotas): what a user may use and ask for where neither their own quota nor
+# one of their groups' says (open sessions: PRO_SESSIONS_PER_USER); 0 means no limit. Admins have none.
+PRO_QUOTA_DEFAULTS = {
+    "running_jobs": env_int("PRO_QUOTA_RUNNING_JOBS", 0, minimum=0) or None,
+    "queued_jobs": env_int("PRO_QUOTA_QUEUED_JOBS", 1000, minimum=0) or None,
+    "max_priority": env_int("PRO_QUOTA_MAX_PRIORITY", 10, minimum=0),
+    "max_time_limit": env_float("PRO_QUOTA_MAX_TIME_LIMIT", 24 * 3600.0, minimum=0) or None,
+    "max_memory_mb": env_int("PRO_QUOTA_MAX_MEMORY_MB", 16384, minimum=0) or None,
+}
+# Seats: at most this many users at once with a live session or a running solve (0: no limit).
+PRO_SEATS = env_int("PRO_SEATS", 0, minimum=0)
 PRO_SESSION_IDLE_SECONDS = env_int("PRO_SESSION_IDLE_SECONDS", 300, minimum=5)
 PRO_SESSION_POOL = env_int("PRO_SESSION_POOL", 2, minimum=0)
 PRO_MAX_SESSIONS = env_int("PRO_MAX_SESSIONS", 20, minimum=1)  # data sessions one node hosts

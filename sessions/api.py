@@ -20,6 +20,7 @@ from .serializers import (
     CaseOut,
     CaseQuery,
     CaseUploadQuery,
+    JobDetailOut,
     JobIn,
     JobLogOut,
     JobLogQuery,
@@ -80,9 +81,10 @@ class JobListApi(APIView):
 class JobDetailApi(APIView):
     session_ticket_allowed = True
 
-    @extend_schema(responses=JobOut)
+    @extend_schema(responses=JobDetailOut)
     def get(self, request, job_id: int):
-        return Response(JobOut(selectors.job_get_in_scope(request.user, job_id, scope_app(request.auth))).data)
+        job = selectors.job_get_in_scope(request.user, job_id, scope_app(request.auth))
+        return Response(JobDetailOut(job).data)
 
 
 class JobLogApi(APIView):

@@ -15,15 +15,19 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from apps.accounts.events import security_event
+from apps.accounts.quotas import limits_of
 from apps.catalog import selectors as catalog
 from apps.catalog.models import VerificationState
 from pro_portal.errors import ApplicationError, Conflict
 from pro_portal.notify import notify
 
+from . import fair_share
+from .locks import owner_lock, seats_lock
 from .models import LIVE_SESSION_STATES, DataSession, SessionState
 
 logger = logging.getLogger(__name__)
@@ -33,8 +37,8 @@ class TooManySessions(ApplicationError):
     status = 429
     code = "too_many_sessions"
 
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: int, code: str | None = None):
+        super().__init__(message, code=code)
         self.retry_after = retry_after
 
 
@@ -43,22 +47,40 @@ def session_launch(*, user: User, app_name: str, version: str = "latest") -> Dat
     found = catalog.version_resolve_for_user(user, app_name, version)
     if found.verification_state != VerificationState.VERIFIED:
         raise Conflict(f"Version {found.version} of {app_name!r} is not verified yet.", code="not_verified")
+    limit = limits_of(user).sessions
     with transaction.atomic():
-        live = DataSession.objects.select_for_update().filter(owner=user, state__in=LIVE_SESSION_STATES)
-        if len(live) >= settings.PRO_SESSIONS_PER_USER:
+        owner_lock(user.pk)  # counted across the cluster: two launches at once do not both pass
+        live = DataSession.objects.filter(owner=user, state__in=LIVE_SESSION_STATES)
+        if limit is not None and live.count() >= limit:
             raise TooManySessions(
-                f"You already have {len(live)} open sessions, the limit: close one to open another.", retry_after=30
+                f"You have {limit} open sessions, your quota: close one to open another.", retry_after=30
             )
-        starting = DataSession.objects.filter(state=SessionState.STARTING).count()
-        if starting >= settings.PRO_SESSIONS_STARTING_LIMIT:
+        # Per user: one user's burst of launches does not refuse another user's.
+        if live.filter(state=SessionState.STARTING).count() >= settings.PRO_SESSIONS_STARTING_LIMIT:
             raise TooManySessions(
-                "Too many sessions are starting right now: try again in a few seconds.", retry_after=5
+                "Several of your sessions are starting right now: try again in a few seconds.", retry_after=5
             )
+        _check_seat(user)
         session = DataSession.objects.create(owner=user, app_version=found, secret=secrets.token_urlsafe(32))
         session_changed(session.pk, user.pk, SessionState.STARTING)
     security_event("session.launch", actor=user, target=f"session {session.pk} of {found}")
     logger.info("%s launches session %s of %s", user.username, session.pk, found)
     return session
+
+
+def _check_seat(user: User) -> None:
+    """Refuse a user who holds no seat when every seat is taken (``PRO_SEATS``), under the seats' lock."""
+    if not settings.PRO_SEATS or user.is_superuser:
+        return
+    seats_lock()
+    holders = fair_share.seat_holders()
+    if user.pk not in holders and len(holders) >= settings.PRO_SEATS:
+        raise TooManySessions(
+            f"All {settings.PRO_SEATS} seats of the platform are taken: try again when someone closes their "
+            "sessions, or ask an admin (they see who holds the seats).",
+            retry_after=60,
+            code="no_free_seat",
+        )
 
 
 def session_changed(session_id: Any, owner_id: int | None, state: str) -> None:
@@ -154,7 +176,13 @@ def sessions_fail_unclaimed(*, older_than_seconds: float) -> int:
 
 
 def session_record_usage(*, session: DataSession, memory_mb: float, cpu_seconds: float) -> None:
-    DataSession.objects.filter(pk=session.pk).update(memory_mb=memory_mb, cpu_seconds=cpu_seconds)
+    """A sample of what the session's sandbox uses: its memory now, and its peak memory and CPU
+    seconds so far, each kept as the most seen (CPU time falls when a process of the sandbox exits)."""
+    DataSession.objects.filter(pk=session.pk).update(
+        memory_mb=memory_mb,
+        cpu_seconds=Greatest(Coalesce(F("cpu_seconds"), Value(0.0)), Value(cpu_seconds)),
+        peak_memory_mb=Greatest(Coalesce(F("peak_memory_mb"), Value(0.0)), Value(memory_mb)),
+    )
 
 
 def session_attach(*, session: DataSession) -> None:

@@ -23,16 +23,20 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import OperationalError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from apps.accounts.quotas import Limits, limits_of
 from apps.catalog import selectors as catalog
 from apps.catalog.models import AppVersion, VerificationState
 from pro_portal.errors import ApplicationError, Conflict
 from pro_portal.notify import notify
 from sessions.runtime.case import case_from_data, case_to_bytes
 
+from . import fair_share
 from .cases import case_store
+from .locks import owner_lock
 from .models import FINISHED_STATES, Case, CaseKind, DataSession, Job, JobLogChunk, JobState
 from .selectors import case_get_for_user, jobs_running_on
 
@@ -258,27 +262,80 @@ def job_submit(
         input_case = case_store(
             owner=user, app=found.app, app_version=found, blob=blob, kind=CaseKind.INPUT, name=f"input of {procedure}"
         )
-    limit = (
-        time_limit
-        or procedures[procedure].get("time_limit")
-        or found.manifest.get("time_limit")
-        or settings.PRO_JOB_TIME_LIMIT
-    )
-    job = Job.objects.create(
-        owner=user,
-        app_version=found,
-        procedure=procedure,
-        priority=priority,
-        time_limit=float(limit),
-        memory_limit_mb=memory_limit_mb or settings.PRO_JOB_MEMORY_MB,
-        input_case=input_case,
-        not_before=not_before or timezone.now(),
-        max_attempts=settings.PRO_JOB_MAX_ATTEMPTS,
-        data_session=_own_session(user, data_session_id),
-    )
+    default_limit = procedures[procedure].get("time_limit") or found.manifest.get("time_limit")
+    limits = limits_of(user)
+    asked = _within_limits(limits, priority, time_limit, memory_limit_mb)
+    with transaction.atomic():
+        owner_lock(user.pk)
+        _check_queued(user, limits)
+        job = Job.objects.create(
+            owner=user,
+            app_version=found,
+            procedure=procedure,
+            priority=priority,
+            time_limit=float(
+                asked.time_limit or _capped(default_limit or settings.PRO_JOB_TIME_LIMIT, limits.max_time_limit)
+            ),
+            memory_limit_mb=asked.memory_limit_mb or int(_capped(settings.PRO_JOB_MEMORY_MB, limits.max_memory_mb)),
+            input_case=input_case,
+            not_before=not_before or timezone.now(),
+            max_attempts=settings.PRO_JOB_MAX_ATTEMPTS,
+            data_session=_own_session(user, data_session_id),
+        )
     logger.info("%s submitted job %s: %s %s %s", user.username, job.pk, app_name, found.version, procedure)
     job_changed(job, JobState.QUEUED, not_before=job.not_before.timestamp())
     return job
+
+
+class QuotaExceeded(ApplicationError):
+    """A limit on what a user may use at once (queued jobs, open sessions, seats): try again later."""
+
+    status = 429
+
+    def __init__(self, message: str, *, code: str = "quota_exceeded", retry_after: int = 30):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Asked:
+    time_limit: float | None
+    memory_limit_mb: int | None
+
+
+def _within_limits(limits: Limits, priority: int, time_limit: float | None, memory_limit_mb: int | None) -> Asked:
+    """What the user asked for, refused with the limit in the message where it is over one (400)."""
+    if limits.max_priority is not None and priority > limits.max_priority:
+        raise ApplicationError(
+            f"Priority {priority} is over your limit: at most {limits.max_priority}.", code="over_limit"
+        )
+    if limits.max_time_limit is not None and time_limit is not None and time_limit > limits.max_time_limit:
+        raise ApplicationError(
+            f"A time limit of {time_limit:g} s is over your limit: at most {limits.max_time_limit:g} s.",
+            code="over_limit",
+        )
+    if limits.max_memory_mb is not None and memory_limit_mb is not None and memory_limit_mb > limits.max_memory_mb:
+        raise ApplicationError(
+            f"A memory limit of {memory_limit_mb} MB is over your limit: at most {limits.max_memory_mb} MB.",
+            code="over_limit",
+        )
+    return Asked(time_limit, memory_limit_mb)
+
+
+def _capped(value: float, limit: float | None) -> float:
+    """A default the user did not ask for, within their limit."""
+    return value if limit is None else min(value, limit)
+
+
+def _check_queued(user: User, limits: Limits) -> None:
+    if limits.queued_jobs is None:
+        return
+    queued = Job.objects.filter(owner=user, state=JobState.QUEUED).count()
+    if queued >= limits.queued_jobs:
+        raise QuotaExceeded(
+            f"You have {queued} jobs in the queue, your limit: wait for some to start, or cancel some.",
+            retry_after=60,
+        )
 
 
 def _own_session(user: User, session_id: str | None) -> DataSession | None:
@@ -297,24 +354,37 @@ def job_changed(job: Job, state: str, **detail: Any) -> None:
 
 
 def job_claim_next(*, node: str) -> Job | None:
-    """Claim the best runnable job for ``node``: highest priority, then first in, first out."""
+    """Claim the next job for ``node``: the highest priority first, then users in turn, then first
+    in, first out (:mod:`sessions.fair_share`); none of a user at their quota or without a seat."""
     now = timezone.now()
-    runnable = Job.objects.filter(state=JobState.QUEUED, not_before__lte=now, cancel_requested_at__isnull=True)
-    for job_id in runnable.order_by("-priority", "created_at", "id").values_list("id", flat=True)[:10]:
-        claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(
-            state=JobState.RUNNING,
-            node=node,
-            attempt=F("attempt") + 1,
-            started_at=now,
-            lease_expires_at=now + timedelta(seconds=settings.PRO_JOB_LEASE_SECONDS),
-            progress={},
-        )
-        if claimed:
-            job = Job.objects.select_related(
-                "app_version__app", "app_version__runtime", "app_version__environment", "owner", "input_case"
-            ).get(pk=job_id)
+    for turn in fair_share.turns(now):
+        job = _claim_turn(turn, node, now)
+        if job is not None:
             job_changed(job, JobState.RUNNING, node=node)
             return job
+    return None
+
+
+def _claim_turn(turn: fair_share.Turn, node: str, now: datetime) -> Job | None:
+    """The user's oldest runnable job at the turn's priority, claimed (None if the turn was taken meanwhile)."""
+    with transaction.atomic():
+        owner_lock(turn.owner_id)  # the quota and seat counts below hold until the claim commits
+        if not fair_share.may_start(turn.owner_id):
+            return None
+        theirs = fair_share.runnable(now).filter(owner_id=turn.owner_id, priority=turn.priority)
+        for job_id in theirs.order_by("created_at", "id").values_list("id", flat=True)[:5]:
+            claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(
+                state=JobState.RUNNING,
+                node=node,
+                attempt=F("attempt") + 1,
+                started_at=now,
+                lease_expires_at=now + timedelta(seconds=settings.PRO_JOB_LEASE_SECONDS),
+                progress={},
+            )
+            if claimed:
+                return Job.objects.select_related(
+                    "app_version__app", "app_version__runtime", "app_version__environment", "owner", "input_case"
+                ).get(pk=job_id)
     return None
 
 
@@ -436,13 +506,32 @@ def _archive_log(job: Job) -> dict[str, Any]:
     return {"log_path": path, "log_size": size, "log_dropped_at": head_end, "log_dropped": dropped}
 
 
+def _usage_fields(cpu_seconds: float | None, peak_memory_mb: float | None) -> dict[str, Any]:
+    """The update of a job's usage by one attempt's: CPU seconds add up, the peak memory is the most of them."""
+    fields: dict[str, Any] = {}
+    if cpu_seconds is not None:
+        fields["cpu_seconds"] = Coalesce(F("cpu_seconds"), Value(0.0)) + Value(round(cpu_seconds, 3))
+    if peak_memory_mb is not None:
+        fields["peak_memory_mb"] = Greatest(Coalesce(F("peak_memory_mb"), Value(0.0)), Value(round(peak_memory_mb, 1)))
+    return fields
+
+
 def job_finish(
-    *, job: Job, state: str, error: str = "", solver_status: str = "", result_blob: bytes | None = None
+    *,
+    job: Job,
+    state: str,
+    error: str = "",
+    solver_status: str = "",
+    result_blob: bytes | None = None,
+    cpu_seconds: float | None = None,
+    peak_memory_mb: float | None = None,
 ) -> bool:
     """Record the end of this attempt; False when the job was no longer this worker's.
 
-    A late worker (its job requeued or cancelled meanwhile) changes nothing: its result is
-    discarded and logged.
+    ``cpu_seconds`` and ``peak_memory_mb`` are what the attempt's sandbox used, as its worker
+    measured it: added to (CPU) and kept as the most of (memory) the earlier attempts' (see
+    ``_usage_fields``). A late worker (its job requeued or cancelled meanwhile) changes nothing:
+    its result is discarded and logged.
     """
     if not _mine(job).exists():
         logger.warning("Discarding the late end of job %s attempt %s on %s", job.pk, job.attempt, job.node)
@@ -467,6 +556,7 @@ def job_finish(
             result_case=result,
             lease_expires_at=None,
             **log,
+            **_usage_fields(cpu_seconds, peak_memory_mb),
         )
         if done:
             JobLogChunk.objects.filter(job=job).delete()
@@ -480,14 +570,22 @@ def job_finish(
     return bool(done)
 
 
-def job_release(*, job: Job, reason: str) -> str:
-    """Put a job whose attempt could not complete back in the queue, or fail it after the last attempt."""
+def job_release(*, job: Job, reason: str, cpu_seconds: float | None = None, peak_memory_mb: float | None = None) -> str:
+    """Put a job whose attempt could not complete back in the queue, or fail it after the last attempt.
+
+    The attempt's usage, when its worker measured it, counts in the job's (see ``job_finish``).
+    """
     if job.attempt >= job.max_attempts:
         job_finish(
-            job=job, state=JobState.FAILED, error=f"{reason}; the job was attempted {job.attempt} times, the limit."
+            job=job,
+            state=JobState.FAILED,
+            error=f"{reason}; the job was attempted {job.attempt} times, the limit.",
+            cpu_seconds=cpu_seconds,
+            peak_memory_mb=peak_memory_mb,
         )
         return JobState.FAILED
-    if _mine(job).update(state=JobState.QUEUED, node="", lease_expires_at=None, error_message=reason):
+    usage = _usage_fields(cpu_seconds, peak_memory_mb)
+    if _mine(job).update(state=JobState.QUEUED, node="", lease_expires_at=None, error_message=reason, **usage):
         job_changed(job, JobState.QUEUED)
     return JobState.QUEUED
 

@@ -93,6 +93,12 @@ class Job(models.Model):
         default=0, help_text="Where the bytes dropped from a log over its cap begin: the end of the head kept."
     )
     log_dropped = models.BigIntegerField(default=0, help_text="Bytes dropped from the middle of a log over its cap.")
+    cpu_seconds = models.FloatField(
+        null=True, blank=True, help_text="CPU time of the job's sandbox, summed over its attempts; None until one ends."
+    )
+    peak_memory_mb = models.FloatField(
+        null=True, blank=True, help_text="The most memory the job's sandbox used at once, over its attempts."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -154,7 +160,10 @@ class DataSession(models.Model):
     stopped_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     memory_mb = models.FloatField(null=True, blank=True)
-    cpu_seconds = models.FloatField(null=True, blank=True)
+    cpu_seconds = models.FloatField(null=True, blank=True)  # the sandbox's CPU time so far (kept as the most seen)
+    peak_memory_mb = models.FloatField(
+        null=True, blank=True, help_text="The most memory the session's sandbox used at once."
+    )
 
     class Meta:
         ordering = ["-created_at"]

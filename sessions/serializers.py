@@ -13,9 +13,11 @@ from pro_portal.output import OutputSerializer
 from pro_portal.strict import StrictSerializer
 from sessions.runtime.manifest import InputTypeError, check_input_types
 
+from .fair_share import wait_reason
 from .jobs import LOG_PAGE_BYTES
 from .models import Case, CaseKind, DataSession, Job, JobState
 from .ticket_scope import app_in_scope
+from .usage import By
 
 
 def valid_query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
@@ -122,6 +124,8 @@ class JobOut(OutputSerializer):
             "finished_at",
             "queue_seconds",
             "run_seconds",
+            "cpu_seconds",
+            "peak_memory_mb",
             "time_limit",
             "memory_limit_mb",
             "progress",
@@ -240,6 +244,7 @@ class SessionOut(OutputSerializer):
             "stopped_at",
             "error_message",
             "memory_mb",
+            "peak_memory_mb",
             "cpu_seconds",
             "url",
             "websocket",
@@ -250,3 +255,58 @@ class SessionOut(OutputSerializer):
 
     def get_websocket(self, session: DataSession) -> str:
         return f"/ws/sessions/{session.pk}/"
+
+
+class JobDetailOut(JobOut):
+    """One job, with why it waits while it is queued."""
+
+    waiting_for = serializers.SerializerMethodField(
+        help_text="While queued: why it has not started (its start time, a quota, the seats, a free slot)."
+    )
+
+    class Meta(JobOut.Meta):
+        fields = [*JobOut.Meta.fields, "waiting_for"]
+
+    def get_waiting_for(self, job: Job) -> str:
+        return wait_reason(job)
+
+
+# ---------------------------------------------------------------- usage
+
+
+class UsageQuery(serializers.Serializer):
+    by = serializers.ChoiceField(
+        choices=[by.value for by in By],
+        default=By.APP.value,
+        help_text="One row per user, per group (a user in several groups counts in each) or per app; "
+        "a user who is not an admin may only ask by app.",
+    )
+    since = serializers.DateField(
+        required=False, help_text="The first day of the period (default: 29 days before until)."
+    )
+    until = serializers.DateField(required=False, help_text="The last day of the period, included (default: today).")
+
+
+class UsageRowOut(serializers.Serializer):
+    name = serializers.CharField(
+        allow_null=True, help_text="The user, group or app of the row; null: the users in no group."
+    )
+    jobs = serializers.IntegerField(help_text="Jobs that finished in the period after they started.")
+    job_hours = serializers.FloatField(help_text="Their wall-clock hours, start to end.")
+    job_cpu_hours = serializers.FloatField(help_text="CPU hours of their sandboxes, over all their attempts.")
+    peak_memory_mb = serializers.FloatField(
+        allow_null=True, help_text="The most memory one of the jobs or sessions used at once (MB)."
+    )
+    sessions = serializers.IntegerField(
+        help_text="Data sessions that stopped in the period after they started, and those still running "
+        "when the period reaches today."
+    )
+    session_hours = serializers.FloatField(help_text="Their wall-clock hours, start to stop (or now).")
+    session_cpu_hours = serializers.FloatField(help_text="CPU hours of their sandboxes.")
+
+
+class UsageOut(serializers.Serializer):
+    by = serializers.CharField()
+    since = serializers.DateField()
+    until = serializers.DateField()
+    rows = UsageRowOut(many=True)

@@ -223,6 +223,11 @@ class SessionManager:
         running = self.running.pop(session_id, None)
         if running is None:
             return
+        if running.process.poll() is None:
+            try:
+                self._record_usage(running)  # its last sample: closed, idle or the platform stopping
+            except Exception:  # the process is stopped whatever
+                logger.exception("Cannot record the last usage of session %s", session_id)
         running.warm.discard()
         running.warm.workdir.with_name(running.warm.workdir.name + ".log").unlink(missing_ok=True)
         ticket_revoke(ticket=running.ticket)
@@ -251,6 +256,7 @@ class SessionManager:
             self.stop(str(session.pk))
 
     def _record_usage(self, running: RunningSession) -> None:
+        """Sample the session's sandbox: its memory now, its peak and CPU seconds kept as the most seen."""
         usage = running.process.usage()
         service.session_record_usage(
             session=running.session, memory_mb=round(usage.memory_mb, 1), cpu_seconds=round(usage.cpu_seconds, 2)

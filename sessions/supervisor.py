@@ -12,6 +12,13 @@ processes) is exceeded, and records the result. Timeouts, all in seconds:
   return its incumbent before it is killed;
 - ``launcher.TERMINATE_GRACE``: between SIGTERM and SIGKILL of a sandbox (a cancel ends within
   it plus one watch tick, well under 5 seconds).
+
+The watch also measures what the sandbox uses (``SandboxedProcess.usage``: every process of its
+PID namespace, its memory from its cgroup where there is one): right after the start, at every
+tick, and once more when the solve ends or just before this worker stops it. The job keeps the
+most memory seen at once and the CPU seconds (the most seen: the count falls when a process of the
+sandbox exits). A solve shorter than a tick is measured at its start and at its end; once its
+processes are gone ``/proc`` tells nothing more, so what it used between is not seen.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import threading
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -78,6 +85,13 @@ class StopReason(StrEnum):
     TIME_LIMIT = "time_limit"  # the job's time limit was reached
 
 
+class AttemptUsage(TypedDict):
+    """What one attempt's sandbox used, as ``job_finish`` and ``job_release`` take it."""
+
+    cpu_seconds: float
+    peak_memory_mb: float
+
+
 class SolveSupervisor:
     """Runs one claimed attempt of a job, from its working folder to its recorded end."""
 
@@ -100,6 +114,8 @@ class SolveSupervisor:
         self.buffered = self.dropped = 0
         self.head_lines: list[str] = []  # the start of the log, which the job's log keeps whole
         self.head_left = max(0, settings.PRO_JOB_LOG_MAX_BYTES // 2 - job.log_size)
+        self.peak_memory_mb = 0.0  # what this attempt's sandbox used, as sampled (see ``_sample``)
+        self.cpu_seconds = 0.0
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -111,9 +127,12 @@ class SolveSupervisor:
         except Exception as exc:
             logger.exception("Job %s failed in its worker", self.job.pk)
             if self.process is not None and self.process.poll() is None:
+                self._sample()
                 self.process.stop()
             self._flush_log()
-            jobs.job_finish(job=self.job, state=JobState.FAILED, error=f"The worker could not run the job: {exc}")
+            jobs.job_finish(
+                job=self.job, state=JobState.FAILED, error=f"The worker could not run the job: {exc}", **self._usage()
+            )
         finally:
             if self.process is not None:
                 self.process.cleanup(remove_workdir=False)
@@ -163,6 +182,7 @@ class SolveSupervisor:
         ]
         for reader in self.readers:
             reader.start()
+        self._sample()
 
     def _cold_workdir(self, filled: Path) -> Path:
         """A working folder of this job's own, with what was put in the warm one."""
@@ -292,9 +312,11 @@ class SolveSupervisor:
         while True:
             try:
                 self.process.wait(timeout=WATCH_TICK)  # returns the moment the solve ends
+                self._sample()  # what is left of it: a process that outlived the solve's own
                 break
             except subprocess.TimeoutExpired:
                 pass
+            usage = self._sample()
             now = time.monotonic()
             if self.shutdown.is_set():
                 return self._stop(EndReason.SHUTDOWN)
@@ -321,14 +343,23 @@ class SolveSupervisor:
                 self.process.signal_app(signal.SIGUSR1)
             if interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE:
                 return self._stop(EndReason.TIME_LIMIT_KILL)
-            over = self._over_limit()
+            over = self._over_limit(usage)
             if over:
                 return self._stop(over)
         return EndReason.EXITED
 
-    def _over_limit(self) -> EndReason | None:
-        """``PROCESSES`` or ``MEMORY`` when the sandbox as a whole is over the job's limits."""
+    def _sample(self) -> launcher.Usage:
+        """What the sandbox uses now; the attempt's peak memory and CPU seconds take it in."""
         usage = self.process.usage()
+        self.peak_memory_mb = max(self.peak_memory_mb, usage.memory_mb)
+        self.cpu_seconds = max(self.cpu_seconds, usage.cpu_seconds)
+        return usage
+
+    def _usage(self) -> AttemptUsage:
+        return {"cpu_seconds": self.cpu_seconds, "peak_memory_mb": self.peak_memory_mb}
+
+    def _over_limit(self, usage: launcher.Usage) -> EndReason | None:
+        """``PROCESSES`` or ``MEMORY`` when the sandbox as a whole (``usage``) is over the job's limits."""
         limit = settings.PRO_SANDBOX_MAX_PROCESSES
         if usage.processes >= limit or self.process.processes_exhausted():
             self._log(f"--- the solve tried to run more than {limit} processes at once: stopped ---")
@@ -341,6 +372,7 @@ class SolveSupervisor:
         return None
 
     def _stop(self, reason: EndReason) -> EndReason:
+        self._sample()
         self.process.stop()
         return reason
 
@@ -366,9 +398,9 @@ class SolveSupervisor:
         elif ended == EndReason.SHUTDOWN:
             self._log("--- the node is shutting down: the job goes back to the queue ---")
             self._flush_log()
-            jobs.job_release(job=job, reason="The node running the job shut down")
+            jobs.job_release(job=job, reason="The node running the job shut down", **self._usage())
         else:
-            jobs.job_finish(job=job, **self._stopped_end(ended))
+            jobs.job_finish(job=job, **self._stopped_end(ended), **self._usage())
 
     def _stopped_end(self, ended: EndReason) -> dict[str, str]:
         """The end state and message of a job this worker stopped: cancelled, or over one of its limits."""
@@ -387,7 +419,9 @@ class SolveSupervisor:
         try:
             result = workfiles.read_bytes(self.workdir, "result.case", settings.PRO_MAX_CASE_BYTES)
         except OSError as exc:
-            jobs.job_finish(job=job, state=JobState.FAILED, error=f"The job's result cannot be used: {exc}")
+            jobs.job_finish(
+                job=job, state=JobState.FAILED, error=f"The job's result cannot be used: {exc}", **self._usage()
+            )
             return
         if code == 0 and result is not None:
             status = outcome.get("status") or ""
@@ -402,7 +436,9 @@ class SolveSupervisor:
                 status = f"{status} (time limit of {job.time_limit:g} s reached)".strip()
             elif self.stop_reason == StopReason.INTERRUPTED:
                 status = f"{status} (interrupted)".strip()
-            jobs.job_finish(job=job, state=JobState.SUCCEEDED, solver_status=status, result_blob=result)
+            jobs.job_finish(
+                job=job, state=JobState.SUCCEEDED, solver_status=status, result_blob=result, **self._usage()
+            )
             return
         if code == 3 or (code != 0 and self.process.memory_exhausted()):
             error = (
@@ -412,7 +448,7 @@ class SolveSupervisor:
             error = outcome.get("error") or f"The solve process was killed by signal {signal.Signals(-code).name}."
         else:
             error = outcome.get("error") or f"The solve process exited with code {code}."
-        jobs.job_finish(job=job, state=JobState.FAILED, error=error)
+        jobs.job_finish(job=job, state=JobState.FAILED, error=error, **self._usage())
 
 
 class SolveWorker:

@@ -41,11 +41,12 @@ def test_per_user_limit_answers_429(api, carol, transport, settings):
     assert DataSession.objects.count() == 2
 
 
-def test_starting_limit_answers_429(api, alice, carol, transport, settings):
+def test_starting_limit_answers_429_to_the_user_whose_sessions_are_starting(api, alice, carol, transport, settings):
     settings.PRO_SESSIONS_STARTING_LIMIT = 1
     assert api(alice).post("/api/v1/sessions", {"app": "transport"}, format="json").status_code == 201
-    refused = api(carol).post("/api/v1/sessions", {"app": "transport"}, format="json")
+    refused = api(alice).post("/api/v1/sessions", {"app": "transport"}, format="json")
     assert refused.status_code == 429 and refused["Retry-After"] == "5"
+    assert api(carol).post("/api/v1/sessions", {"app": "transport"}, format="json").status_code == 201
 
 
 def test_stop_kills_the_process_and_its_folder(api, carol, transport, manager):

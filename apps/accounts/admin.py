@@ -3,7 +3,7 @@ from django.contrib.auth.admin import GroupAdmin
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from .models import ApiKey, ApiTicket, GroupNetworks, SecurityEvent
+from .models import ApiKey, ApiTicket, GroupNetworks, Quota, SecurityEvent
 from .services import credentials_forget
 
 
@@ -16,8 +16,35 @@ class GroupNetworksInline(admin.StackedInline):
     max_num = 1
 
 
+class QuotaInline(admin.StackedInline):
+    """A group's quota, edited with the group (a user's own in the quota list)."""
+
+    model = Quota
+    fk_name = "group"
+    exclude = ["user"]
+    can_delete = True
+    extra = 0
+    max_num = 1
+
+
 class GroupWithNetworksAdmin(GroupAdmin):
-    inlines = [*GroupAdmin.inlines, GroupNetworksInline]
+    inlines = [*GroupAdmin.inlines, GroupNetworksInline, QuotaInline]
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    """Every quota; a user's own is made here (a group's also on the group's page)."""
+
+    list_display = [
+        "__str__",
+        "running_jobs",
+        "queued_jobs",
+        "sessions",
+        "max_priority",
+        "max_time_limit",
+        "max_memory_mb",
+    ]
+    autocomplete_fields = ["user", "group"]
 
 
 admin.site.unregister(Group)

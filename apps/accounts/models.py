@@ -97,6 +97,42 @@ class GroupNetworks(models.Model):
             raise ValidationError({"networks": str(exc)}) from None
 
 
+class Quota(models.Model):
+    """What the members of a group, or one user, may use at once and ask for.
+
+    An empty field is not set here: a user's effective limit is their own quota's where it is set,
+    else the most generous of their groups' that set it, else the platform's default
+    (``PRO_QUOTA_*``). Admins have no limits. See :mod:`apps.accounts.quotas`.
+    """
+
+    group = models.OneToOneField("auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="quota")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="quota"
+    )
+    running_jobs = models.PositiveIntegerField(null=True, blank=True, help_text="Solves running at once, cluster-wide.")
+    queued_jobs = models.PositiveIntegerField(null=True, blank=True, help_text="Jobs waiting in the queue at once.")
+    sessions = models.PositiveIntegerField(null=True, blank=True, help_text="Data sessions open at once.")
+    max_priority = models.IntegerField(null=True, blank=True, help_text="The highest priority a job may be given.")
+    max_time_limit = models.FloatField(
+        null=True, blank=True, help_text="The longest time limit a job may ask, in seconds."
+    )
+    max_memory_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The largest memory limit a job may ask, in MB."
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(group__isnull=True, user__isnull=False)
+                | models.Q(group__isnull=False, user__isnull=True),
+                name="quota_of_a_group_or_a_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"quota of {self.group or self.user}"
+
+
 class SecurityOutcome(models.TextChoices):
     """How a security event ended (the field takes any short word; these are the platform's own)."""
 

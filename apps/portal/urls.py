@@ -4,7 +4,7 @@ from django.urls import path, re_path
 from apps.accounts.views import account
 from sessions import job_views, webui
 
-from . import views
+from . import usage_views, views
 
 app_name = "portal"
 
@@ -26,6 +26,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/", job_views.job_detail, name="job"),
     path("jobs/<int:job_id>/action", job_views.job_action, name="job-action"),
     path("statistics/", views.statistics, name="statistics"),
+    path("usage/", usage_views.usage, name="usage"),
     path("nodes/", views.nodes, name="nodes"),
     path("security/", views.security, name="security"),
     path("account/", account, name="account"),

@@ -32,8 +32,10 @@ from pro_portal.errors import ApplicationError, Forbidden, NotFound
 from pro_portal.streaming import file_download
 from pro_portal.uploads import read_uploaded_bytes
 from sessions import params
+from sessions.fair_share import seat_holder_names
 from sessions.selectors import app_names_for_user, live_sessions_by_app
 from sessions.statistics import job_statistics, job_statistics_by_day
+from sessions.usage import app_usage
 
 # The platform's icon (static/favicon.svg), also answered at /favicon.ico.
 FAVICON = "favicon.svg"
@@ -90,6 +92,7 @@ def app_detail(request: HttpRequest, name: str) -> HttpResponse:
         "access": catalog.app_access_level(request.user, app),
         "grants": catalog.grants_of(app) if can_manage else [],
         "levels": AccessLevel.choices,
+        "usage": app_usage(app) if can_manage else None,  # jobs and hours of the last 30 days
     }
     return render(request, "portal/app_detail.html", context)
 
@@ -284,6 +287,8 @@ def nodes(request: HttpRequest) -> HttpResponse:
         "lease": lease,
         "rows": cluster.cluster_overview(master=lease.holder if lease else ""),
         "refresh_seconds": NODES_REFRESH_SECONDS,
+        "seats": settings.PRO_SEATS,
+        "seat_holders": seat_holder_names() if settings.PRO_SEATS else [],
     }
     return render(request, "portal/nodes.html", context)
 
@@ -300,9 +305,9 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
             raise NotFound(f"There is no folder {folder!r} you have access to.")
         try:
             messages.success(request, _files_change(request, folder))
-        except (NotFound, Forbidden):
+        except NotFound:
             raise  # another user's folder: the 404 page, as for every object one cannot see
-        except ApplicationError as exc:
+        except ApplicationError as exc:  # Forbidden too: a folder the user reads but may not change
             messages.error(request, exc.message)
         return redirect("portal:files", path=(folder + "/") if folder else "")
     try:
@@ -317,6 +322,7 @@ def files(request: HttpRequest, path: str) -> HttpResponse:
         "entries": entries,
         "crumbs": _crumbs(folder),
         "writable": storage.can_write_into(request.user, folder),
+        "read_only_reason": storage.read_only_reason(request.user, folder),
         "max_upload_bytes": settings.PRO_MAX_UPLOAD_BYTES,
     }
     return render(request, "portal/files.html", context)
@@ -330,6 +336,7 @@ def _files_change(request: HttpRequest, folder: str) -> str:
         target = storage.normalize_path(request.POST.get("path", ""))
         storage.storage_delete(user=request.user, path=target)
         return f"Deleted {target}."
+    storage.require_write_into(request.user, folder)  # a viewer's or the platform's folder: forbidden, said
     if action == "folder":
         name = request.POST.get("name", "").strip()
         if not name:

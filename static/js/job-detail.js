@@ -18,6 +18,7 @@ function facts(job) {
     ["Ran for", job.run_seconds != null ? `${job.run_seconds.toFixed(2)} s` : "—"],
     ["Solver status", job.solver_status || "—"],
   ];
+  if (job.waiting_for) rows.unshift(["Waiting", job.waiting_for]);
   if (job.state !== "failed" && job.error_message) rows.push(["Note", job.error_message]);
   document.getElementById("facts").replaceChildren(...rows.flatMap(([name, value]) => {
     const dt = document.createElement("dt"); dt.textContent = name;
