@@ -145,8 +145,10 @@ def test_seats_limit_the_users_at_once_and_admins_see_who_holds_them(shared_lab,
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="two nodes' claims at once need PostgreSQL's locks")
-def test_a_quota_holds_across_nodes_claiming_at_once(shared_lab, alice):
-    Quota.objects.create(user=alice, running_jobs=1)
+def test_a_group_quota_holds_across_nodes_claiming_at_once(shared_lab, alice):
+    team = Group.objects.create(name="team")
+    alice.groups.add(team)
+    Quota.objects.create(group=team, running_jobs=1)
     for _ in range(6):
         submit(alice)
     start = threading.Barrier(6)
