@@ -1,11 +1,13 @@
 """The queue's order: priority first; within a priority, users in turn; each user's jobs first in, first out.
 
-The rule (fair share by running solves): among the users with a runnable job at the highest
-priority that has one, the next slot goes to the user with the fewest solves running across the
-cluster, ties to the user whose oldest waiting job is oldest. A user with 200 jobs queued and 2
-running waits behind a user with 1 queued and none running: one user's backlog delays another's
-job by the solves already running, never by the backlog. Admins still order work by priority,
-which comes first.
+The rule (fair share by running solves, then round robin): among the users with a runnable job
+at the highest priority that has one, the next slot goes to the user with the fewest solves
+running across the cluster; between equals, to the user whose last solve started longest ago
+(within the last hour; never counts as longest), then to the oldest waiting job. A user with 200
+jobs queued waits behind a user with 1 queued as soon as a slot frees, even on a node of one slot
+where neither has anything running at that moment: one user's backlog delays another's job by
+the solves already running, never by the backlog. Admins still order work by priority, which
+comes first.
 
 A user at their running-solves quota, or without a seat while every seat is taken, is passed over
 until that changes (:func:`wait_reason` says which to the job's page). What is counted is counted
@@ -16,16 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Max, Min, QuerySet
 
 from apps.accounts.models import Quota
 from apps.accounts.quotas import limits_of_users
 
 from .locks import seats_lock
 from .models import LIVE_SESSION_STATES, DataSession, Job, JobState
+
+RECENT = timedelta(hours=1)  # how far back a user's last start counts for their turn
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,12 @@ def running_per_owner(owner_ids: set[int] | None = None) -> dict[int, int]:
     if owner_ids is not None:
         running = running.filter(owner_id__in=owner_ids)
     return dict(running.values("owner_id").annotate(n=Count("id")).values_list("owner_id", "n"))
+
+
+def last_served(owner_ids: set[int], now: datetime) -> dict[int, datetime]:
+    """When each user's last solve started, within ``RECENT`` (one query, by job_owner_last_start)."""
+    recent = Job.objects.filter(owner_id__in=owner_ids, started_at__gte=now - RECENT)
+    return dict(recent.values("owner_id").annotate(last=Max("started_at")).values_list("owner_id", "last"))
 
 
 def running_limits(owner_ids: set[int]) -> dict[int, int]:
@@ -83,11 +93,14 @@ def turns(now: datetime) -> Iterator[Turn]:
     if not heads:
         return
     running = running_per_owner()
+    served = last_served({turn.owner_id for turn in heads}, now)
     # Only a user with solves running can be at a quota (one of 0 is caught by may_start).
     limits = running_limits({turn.owner_id for turn in heads if running.get(turn.owner_id)})
     holders = seat_holders() if settings.PRO_SEATS else set()
     seats_full = bool(settings.PRO_SEATS) and len(holders) >= settings.PRO_SEATS
-    for turn in sorted(heads, key=lambda t: (-t.priority, running.get(t.owner_id, 0), t.oldest)):
+    never = now - RECENT
+    order = lambda t: (-t.priority, running.get(t.owner_id, 0), served.get(t.owner_id, never), t.oldest)  # noqa: E731
+    for turn in sorted(heads, key=order):
         if turn.owner_id in limits and running.get(turn.owner_id, 0) >= limits[turn.owner_id]:
             continue
         if seats_full and turn.owner_id not in holders:

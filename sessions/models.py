@@ -102,7 +102,11 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "-priority", "created_at"], name="job_queue_order")]
+        indexes = [
+            models.Index(fields=["state", "-priority", "created_at"], name="job_queue_order"),
+            # Fair share: when each user's last solve started (sessions.fair_share).
+            models.Index(fields=["owner", "-started_at"], name="job_owner_last_start"),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.pk} ({self.procedure} of {self.app_version})"

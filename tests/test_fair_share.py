@@ -168,3 +168,21 @@ def test_a_group_quota_holds_across_nodes_claiming_at_once(shared_lab, alice):
         thread.join(30)
     assert len([job for job in claimed if job is not None]) == 1
     assert Job.objects.filter(state=JobState.RUNNING).count() == 1
+
+
+@pytest.mark.slow
+def test_with_a_real_worker_another_users_job_starts_at_the_next_free_slot(shared_lab, alice, carol):
+    from tests.helpers import RunningWorker, wait_for, wait_until
+
+    with RunningWorker(capacity=1):
+        backlog = [
+            jobs.job_submit(user=alice, app_name="lab", procedure="slow", input_values={"seconds": 0.3})
+            for _ in range(8)
+        ]
+        wait_until(lambda: Job.objects.filter(pk=backlog[0].pk, state=JobState.RUNNING).exists(), message="no start")
+        late = submit(carol)
+        done = wait_for(late, JobState.SUCCEEDED)
+        started_before = Job.objects.filter(owner=alice, started_at__lt=done.started_at).count()
+        assert started_before == 1, "carol's job waited behind alice's backlog"
+        for job in backlog:
+            wait_for(job, JobState.SUCCEEDED)
