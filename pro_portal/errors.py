@@ -144,7 +144,11 @@ def json_server_error(request) -> JsonResponse:
 
 
 def lockout_response(request, original_response=None, credentials=None):
-    """What a locked-out login gets (django-axes): JSON for the API, a page for the portal."""
+    """What a locked-out login gets (django-axes): JSON for the API, a page for the portal.
+
+    One answer whichever lock holds (account, account from an address, address) and whether or
+    not the account exists, so that it tells an attacker nothing about either.
+    """
     from django.conf import settings
     from django.shortcuts import render
 

@@ -223,14 +223,50 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 PRO_SECURITY_EVENT_RETENTION_DAYS = env_int("PRO_SECURITY_EVENT_RETENTION_DAYS", 365, minimum=1)
-AXES_FAILURE_LIMIT = env_int("PRO_LOCKOUT_FAILURES", 5, minimum=1)
+# Failed password logins (portal, admin, ticket API) lock by three rules (apps.accounts.lockout,
+# docs/security.md): an account from one address after AXES_FAILURE_LIMIT failures (Microsoft
+# Entra smart lockout's default, 10, counted per location), an account from every address after
+# PRO_LOCKOUT_ACCOUNT_FAILURES (NIST SP 800-63B's ceiling, 100), and an address that fails on
+# PRO_LOCKOUT_SPRAY_ACCOUNTS different accounts (password spraying). Each lasts the cool-off.
+AXES_FAILURE_LIMIT = env_int("PRO_LOCKOUT_FAILURES", 10, minimum=1)
+PRO_LOCKOUT_ACCOUNT_FAILURES = env_int("PRO_LOCKOUT_ACCOUNT_FAILURES", 100, minimum=1)
+PRO_LOCKOUT_SPRAY_ACCOUNTS = env_int("PRO_LOCKOUT_SPRAY_ACCOUNTS", 20, minimum=2)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("PRO_LOCKOUT_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # lock the account and, separately, the source address
+AXES_HANDLER = "apps.accounts.lockout.LockoutHandler"
+# What a successful login clears: that account's failures from that address, nothing else.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# An attempt refused while locked checks no password: it is not counted and does not extend the lock.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "pro_portal.errors.lockout_response"
 AXES_VERBOSE = False
 # REMOTE_ADDR is the client's address once ClientAddressMiddleware has run (trusted proxies only).
 AXES_CLIENT_IP_CALLABLE = "apps.accounts.events.client_address"
+# Mail (password reset links): SMTP when PRO_EMAIL_HOST (or EMAIL_HOST) is set, otherwise one
+# file per message in <data>/mail, readable by the platform's user only, for a machine without
+# a mail server. PRO_EMAIL_BACKEND: smtp, file, console or a backend's dotted path.
+EMAIL_HOST = env_str("PRO_EMAIL_HOST", env_str("EMAIL_HOST"))
+EMAIL_PORT = env_int("PRO_EMAIL_PORT", env_int("EMAIL_PORT", 25, minimum=1), minimum=1)
+EMAIL_HOST_USER = env_str("PRO_EMAIL_USER", env_str("EMAIL_HOST_USER"))
+EMAIL_HOST_PASSWORD = env_str("PRO_EMAIL_PASSWORD", env_str("EMAIL_HOST_PASSWORD"))
+EMAIL_USE_TLS = env_bool("PRO_EMAIL_USE_TLS", env_bool("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = env_bool("PRO_EMAIL_USE_SSL", env_bool("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT = env_int("PRO_EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("PRO_EMAIL_FROM", env_str("DEFAULT_FROM_EMAIL", "platform@localhost"))
+EMAIL_FILE_PATH = DATA_DIR / "mail"
+_email_backends = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+}
+_email_backend = env_str("PRO_EMAIL_BACKEND", "smtp" if EMAIL_HOST else "file")
+EMAIL_BACKEND = _email_backends.get(_email_backend, _email_backend)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("PRO_EMAIL_USE_TLS and PRO_EMAIL_USE_SSL: choose one (STARTTLS, or TLS from the start)")
+if EMAIL_BACKEND.endswith(".filebased.EmailBackend"):
+    EMAIL_FILE_PATH.mkdir(mode=0o700, exist_ok=True)  # the messages hold live password reset links
+# A reset link works once, and for this long (Django's default is three days).
+PASSWORD_RESET_TIMEOUT = env_int("PRO_PASSWORD_RESET_MINUTES", 60, minimum=1) * 60
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:catalogue"
 LOGOUT_REDIRECT_URL = "portal:login"

@@ -20,13 +20,13 @@ def kinds(**filters) -> list[tuple[str, str, str]]:
     return list(events.order_by("id").values_list("kind", "actor", "outcome"))
 
 
-def test_logins_and_lockout(carol):
+def test_logins_and_lockout(carol, settings):
     client = Client(REMOTE_ADDR="192.0.2.7")  # a documentation address, in the request's metadata only
     client.post("/login/", {"username": "carol", "password": "wrong"})
     client.post("/login/", {"username": "carol", "password": "carol-Secret-pw-1"})
     assert kinds() == [("login", "carol", "failure"), ("login", "carol", "success")]
     assert SecurityEvent.objects.first().source == "192.0.2.7"
-    for _ in range(5):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
         APIClient().post("/api/v1/auth/tickets", {"username": "carol", "password": "wrong"}, format="json")
     assert ("login.lockout", "carol", "denied") in kinds()
 

@@ -109,10 +109,15 @@ def credential_hash(raw: str) -> str:
 
 
 def ticket_issue(*, username: str, password: str, request: HttpRequest | None = None) -> tuple[str, ApiTicket]:
-    """Exchange a user name and password for a short-lived ticket; return (ticket, row)."""
+    """Exchange a user name and password for a short-lived ticket; return (ticket, row).
+
+    A password login: the lockout rules (apps.accounts.lockout) count and refuse it. Their answer
+    is the same whichever rule holds and whether or not the account exists.
+    """
     user = authenticate(request, username=username, password=password)
     if getattr(request, "axes_locked_out", False):
         minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+        # The answer the API gets is the lockout response (pro_portal.errors), with Retry-After.
         raise LockedOut(
             f"Too many failed logins: this account or address is locked for {minutes} minutes. An admin can unlock it."
         )

@@ -1,17 +1,17 @@
 from axes.models import AccessAttempt
 from axes.signals import user_locked_out
-from django.conf import settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import is_password_usable
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from pro_portal.errors import access_denied
 
 from .api_keys import api_keys_revoke_all
 from .events import security_event
+from .lockout import lock_holds, locks_of
 from .models import GroupNetworks, SecurityOutcome
 from .network import networks_forget
 from .services import credentials_forget, group_everyone, ticket_revoke_all
@@ -43,12 +43,18 @@ def record_access_denied(sender, request, target: str, message: str, **kwargs) -
 
 @receiver(user_locked_out)
 def record_lockout(sender, request, username=None, ip_address=None, **kwargs) -> None:
+    """A failure that made a lock, or an attempt a lock refused: which rule, and what it counted."""
+    lock = getattr(request, "pro_lock", None)
+    detail = {}
+    if lock is not None:
+        detail = {"rule": lock.rule, "count": lock.count, "threshold": lock.threshold, "refused": lock.refused}
     security_event(
         "login.lockout",
         request=request,
         actor=username or "",
-        target=f"user {username or '?'} / address {ip_address}",
+        target=lock.target if lock is not None else f"user {username or '?'} / address {ip_address}",
         outcome=SecurityOutcome.DENIED,
+        **detail,
     )
 
 
@@ -102,17 +108,27 @@ def _hash_upgrade(instance, old: str, update_fields) -> bool:
     )
 
 
+@receiver(pre_delete, sender=AccessAttempt)
+def note_locks_ending(sender, instance: AccessAttempt, origin=None, **kwargs) -> None:
+    """Before failed attempts are removed: the locks they are part of, each once per removal."""
+    claimed = getattr(origin, "_pro_locks_claimed", None)
+    if claimed is None:
+        claimed = set()
+        if origin is not None:
+            origin._pro_locks_claimed = claimed
+    locks = [lock for lock in locks_of(instance.username, instance.ip_address) if lock.key not in claimed]
+    claimed.update(lock.key for lock in locks)
+    instance._pro_locks = locks
+
+
 @receiver(post_delete, sender=AccessAttempt)
 def record_unlock(sender, instance: AccessAttempt, **kwargs) -> None:
     """A lockout ends when its failed attempts are removed: by an admin, a reset command or the cool-off."""
-    if instance.failures_since_start < settings.AXES_FAILURE_LIMIT:
-        return
-    security_event(
-        "login.unlock",
-        actor=instance.username or "",
-        target=f"user {instance.username or '?'} / address {instance.ip_address}",
-        failures=instance.failures_since_start,
-    )
+    for lock in getattr(instance, "_pro_locks", []):
+        if not lock_holds(lock):
+            security_event(
+                "login.unlock", actor=lock.username or "", target=lock.target, rule=lock.rule, failures=lock.count
+            )
 
 
 @receiver(post_save, sender=get_user_model())
