@@ -186,3 +186,23 @@ def test_with_a_real_worker_another_users_job_starts_at_the_next_free_slot(share
         assert started_before == 1, "carol's job waited behind alice's backlog"
         for job in backlog:
             wait_for(job, JobState.SUCCEEDED)
+
+
+def test_admins_set_a_groups_quota_on_the_groups_page_and_a_users_in_the_quota_list(admin_user, carol, bob):
+    from django.test import Client
+
+    portal = Client()
+    portal.force_login(admin_user)
+    form = {"name": "analysts", "networks-TOTAL_FORMS": "0", "networks-INITIAL_FORMS": "0"}
+    form.update({"quota-TOTAL_FORMS": "1", "quota-INITIAL_FORMS": "0", "quota-0-running_jobs": "2"})
+    form.update({"quota-0-max_priority": "5"})
+    assert portal.post("/admin/auth/group/add/", form).status_code == 302
+    assert Quota.objects.get(group__name="analysts").running_jobs == 2
+    mine = {"user": str(carol.pk), "sessions": "1"}
+    assert portal.post("/admin/accounts/quota/add/", mine).status_code == 302
+    carol.groups.add(Group.objects.get(name="analysts"))
+    limits = limits_of(carol)
+    assert (limits.running_jobs, limits.max_priority, limits.sessions) == (2, 5, 1)
+    both = {"user": str(bob.pk), "group": str(Group.objects.get(name="analysts").pk), "sessions": "1"}
+    refused = portal.post("/admin/accounts/quota/add/", both)  # a quota is a group's or a user's, not both
+    assert refused.status_code == 200 and not Quota.objects.filter(user=bob).exists()

@@ -184,6 +184,11 @@ def _group_form(name: str, networks: str) -> dict:
         "networks-MIN_NUM_FORMS": "0",
         "networks-MAX_NUM_FORMS": "1",
         "networks-0-networks": networks,
+        # The group's quota, edited on the same page (none here).
+        "quota-TOTAL_FORMS": "0",
+        "quota-INITIAL_FORMS": "0",
+        "quota-MIN_NUM_FORMS": "0",
+        "quota-MAX_NUM_FORMS": "1",
     }
 
 
