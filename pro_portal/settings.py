@@ -302,7 +302,11 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # Jobs, sessions and environments each have a "state": each its own named enum in the schema.
-    "ENUM_NAME_OVERRIDES": {"EnvironmentStateEnum": "apps.catalog.models.EnvironmentState"},
+    "ENUM_NAME_OVERRIDES": {
+        "EnvironmentStateEnum": "apps.catalog.models.EnvironmentState",
+        "JobStateEnum": "sessions.models.JobState",
+        "SessionStateEnum": "sessions.models.SessionState",
+    },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "pro_portal.openapi.link_to_portal"],
 }
 
