@@ -127,15 +127,20 @@ class Client:
     def cases(self, app: str | None = None) -> list[dict[str, Any]]:
         return self.get("cases", app=app)
 
-    def upload_case(self, app: str, source: str | Path | bytes, name: str = "") -> dict[str, Any]:
-        """Store a case file (``.case``) of ``app``; return its record (its ``id`` feeds ``submit(case=...)``)."""
+    def upload_case(self, app: str, source: str | Path | bytes, name: str = "", kind: str = "saved") -> dict[str, Any]:
+        """Store a case file (``.case``) of ``app`` (``kind`` "saved", or "input" for a job's input);
+        return its record (its ``id`` feeds ``submit(case=...)``)."""
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        params = {"app": app, "name": name}
+        params = {"app": app, "name": name, "kind": kind}
         headers = {"Content-Type": "application/octet-stream"}
         return self.request("POST", "cases", params=params, data=data, headers=headers).json()
 
     def download_case(self, case_id: str, target: str | Path) -> Path:
         return self._download(f"cases/{case_id}", Path(target))
+
+    def case_bytes(self, case_id: str) -> bytes:
+        """A case file's bytes (``pro_sdk``'s ``read_case`` reads them)."""
+        return self.request("GET", f"cases/{case_id}").content
 
     def storage_list(self, path: str = "") -> list[dict[str, Any]]:
         return self.get(f"storage/{path.strip('/')}/" if path.strip("/") else "storage/")["entries"]

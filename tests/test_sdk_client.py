@@ -113,3 +113,17 @@ def test_transient_failures_are_retried_and_a_submit_is_never_sent_twice():
         assert FlakyServer.failures["POST"] == 1  # it may have been queued: not sent again
     finally:
         server.shutdown()
+
+
+def test_a_local_apps_solve_runs_on_the_platform_and_its_results_come_back(client):
+    from pro_sdk import load_app
+    from sessions.runtime.manifest import read_author_manifest, validate_manifest
+
+    app = load_app(LAB, validate_manifest(read_author_manifest(LAB), require_interface=False))
+    data = app.new_data()
+    data["cap"] = 7.5
+    solved = app.run("solve", data, remote=client)
+    assert solved is data and data["objective"] == 7.5 and data["status"] == "Optimal"
+    assert client.jobs(app="lab")[0].state == "succeeded"  # it ran there, as a job
+    with pytest.raises(ValueError, match="only solves"):
+        app.run("reset", data, remote=client)

@@ -417,20 +417,47 @@ class AppDefinition:
         """A fresh data set holding every identifier's declared initial values."""
         return Data(self)
 
-    def run(self, procedure: str | Callable, data: Data | None = None, ctx: SolveContext | None = None) -> Data:
+    def run(
+        self,
+        procedure: str | Callable,
+        data: Data | None = None,
+        ctx: SolveContext | None = None,
+        *,
+        remote: Any = None,
+    ) -> Data:
         """Run a procedure or solve on ``data`` (a fresh data set if none) and return it.
 
-        This is how a modeler tests an app with plain pytest, without a server.
+        This is how a modeler tests an app with plain pytest, without a server. With ``remote``
+        (a :class:`pro_sdk.client.Client`), a solve runs on the platform instead, as a job of the
+        published app of the same name, and its results come back into ``data``.
         """
         name = _target_name(procedure)
         definition = self.procedures.get(name)
         if definition is None:
             raise KeyError(f"the app has no procedure {name!r}")
         data = data if data is not None else self.new_data()
+        if remote is not None:
+            if not definition.is_solve:
+                raise ValueError(f"{name!r} is not a solve: only solves run on the platform")
+            return self._run_remote(remote, name, data)
         if definition.is_solve:
             definition.function(data, ctx or SolveContext(time_limit=definition.time_limit))
         else:
             definition.function(data)
+        return data
+
+    def _run_remote(self, client: Any, procedure: str, data: Data) -> Data:
+        from .case import apply_case, case_from_data, case_to_bytes, read_case
+
+        blob = case_to_bytes(case_from_data(data, meta={"app": self.name}))
+        stored = client.upload_case(self.name, blob, name=f"input of {procedure}", kind="input")
+        job = client.submit(self.name, procedure, case=stored["id"])
+        ended = job.wait()
+        if ended["state"] != "succeeded":
+            raise RuntimeError(
+                f"job {job.id} {ended['state']}: {ended.get('error_message') or ended.get('solver_status')}"
+            )
+        apply_case(data, read_case(client.case_bytes(ended["result_case"])))
         return data
 
 
