@@ -48,7 +48,7 @@ def test_the_jobs_list_is_pushed_its_changes_and_does_not_poll(live_node, lab_ti
     seen: list[str] = []
     api_requests(page, seen)
     page.goto(f"{base}/jobs/")
-    page.wait_for_function("document.getElementById('jobs-table').dataset.live === 'live'")
+    page.wait_for_selector("#jobs-table[data-live='live']", state="attached")
     page.wait_for_selector("text=No jobs yet")
 
     job = submit(base, lab_ticket, "solve")
@@ -102,6 +102,6 @@ def test_without_the_websocket_the_jobs_list_polls_slowly(live_node, lab_ticket,
     log_in(page, base, "alice")
     page.route_web_socket("**/ws/live/**", lambda socket: socket.close(code=1011))
     page.goto(f"{base}/jobs/")
-    page.wait_for_function("document.getElementById('jobs-table').dataset.live === 'polling'")
+    page.wait_for_selector("#jobs-table[data-live='polling']", state="attached")
     job = submit(base, lab_ticket, "solve")
     page.wait_for_selector(f"tr[data-job='{job}']", timeout=40_000)  # the next poll (every 15 s) shows it
