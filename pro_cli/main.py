@@ -385,6 +385,31 @@ def _wait_for_verification(client: Client, name: str, version: str, timeout: flo
         time.sleep(VERIFY_POLL_SECONDS)
 
 
+def cmd_app_run(args: argparse.Namespace) -> None:
+    from .app_run import RunError, start  # websockets and the app's imports only for this command
+
+    remote, credential = None, args.api_key or ""
+    if args.remote is not None:
+        config = load_config()
+        remote = args.remote or config.get("url")
+        if not remote:
+            raise CliError("--remote without URL needs 'pro login' first (or PRO_URL)")
+        credential = credential or config.get("ticket", "")
+    try:
+        start(
+            Path(args.folder),
+            port=args.port,
+            solve=args.solve,
+            remote=remote,
+            credential=credential,
+            cases_dir=Path(args.cases) if args.cases else None,
+            storage_dir=Path(args.storage) if args.storage else None,
+            open_browser=not args.no_browser,
+        )
+    except RunError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_app_list(args: argparse.Namespace) -> None:
     apps = Client(load_config()).json("GET", "apps")
     rows = [[a["name"], a["latest_version"], len(a["versions"]), a["category"], a["access"], a["title"]] for a in apps]
@@ -900,6 +925,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=900, metavar="SECONDS", help="how long to wait for the verification (900)"
     )
     publish.set_defaults(func=cmd_app_publish)
+    run = app.add_parser("run", help="serve an app folder's WebUI on this machine (solves here or on a platform)")
+    run.add_argument("folder")
+    run.add_argument("--port", type=int, default=0, help="the local port (a free one by default)")
+    run.add_argument(
+        "--remote",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="a platform that runs the solves (the logged-in one without URL); its cases can be pulled and pushed",
+    )
+    run.add_argument("--solve", choices=["local", "remote"], help="where solves run (remote when --remote is given)")
+    run.add_argument("--api-key", help="the platform's API key (or PRO_API_KEY, or the ticket of 'pro login')")
+    run.add_argument("--cases", help="the folder of local cases (~/.local/share/pro/cases/APP)")
+    run.add_argument("--storage", help="a local folder standing in for storage paths a solve reads")
+    run.add_argument("--no-browser", action="store_true", help="print the address without opening a browser")
+    run.set_defaults(func=cmd_app_run)
     app.add_parser("list", help="the apps you can use").set_defaults(func=cmd_app_list)
     show = app.add_parser("show", help="an app and its versions")
     show.add_argument("name")

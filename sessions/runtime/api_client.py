@@ -108,5 +108,9 @@ class ApiClient:
         raw = self._call("POST", "cases", {"app": app, "name": name, "kind": kind}, blob, "application/octet-stream")
         return json.loads(raw)
 
-    def submit_job(self, app: str, version: str, procedure: str, case_id: str) -> dict[str, Any]:
-        return self.post("jobs", {"app": app, "version": version, "procedure": procedure, "input_case": case_id})
+    def submit_job(self, app: str, version: str | None, procedure: str, case_id: str) -> dict[str, Any]:
+        """Queue a solve of ``version`` of ``app`` (its latest published version when None)."""
+        body = {"app": app, "procedure": procedure, "input_case": case_id}
+        if version is not None:
+            body["version"] = version
+        return self.post("jobs", body)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -37,31 +38,45 @@ from . import netforward
 from .api_client import ApiClient, ApiError
 from .case import apply_case, case_from_data, case_to_bytes, read_case
 from .loader import load_app
-from .manifest import validate_manifest
-from .sdk import DataError, OutputDef, ParameterDef, SetDef
+from .manifest import Manifest, validate_manifest
+from .sdk import AppDefinition, DataError, OutputDef, ParameterDef, SetDef
+from .session_backend import JOB_ENDED_STATES, JOB_SUCCEEDED, BackendRefused, PlatformBackend, SessionBackend
 from .warm import preload, wait_for_order, warm_imports
-
-JOB_POLL_SECONDS = 0.5
-JOB_SUCCEEDED = "succeeded"
-JOB_ENDED_STATES = (JOB_SUCCEEDED, "failed", "cancelled")  # the API's final states of a job
 
 
 class LiveSession:
     """The live side of a data session: the app's data in memory and the operations the WebUI can ask for.
 
-    (The platform's record of the session is the ``sessions.models.DataSession`` row.)
+    (The platform's record of the session is the ``sessions.models.DataSession`` row.) Its cases
+    and solves go to its ``backend``: the platform's API on a server, or a local one for
+    ``pro app run``.
     """
 
-    def __init__(self, app_dir: Path, order: dict[str, Any]):
-        manifest = validate_manifest(json.loads((app_dir / "manifest.json").read_text()))
+    def __init__(self, manifest: Manifest, app: AppDefinition, backend: SessionBackend):
         self.manifest = manifest
-        self.app = load_app(app_dir, manifest)
+        self.app = app
         self.data = self.app.new_data()
-        self.order = order
-        self.api = ApiClient(order.get("api_url", ""), order.get("ticket", ""), order.get("api_socket", ""))
+        self.backend = backend
         self.clients: set = set()
         self.jobs: dict[int, dict[str, Any]] = {}
         self.status = "Ready"
+
+    async def replace_app(self, manifest: Manifest, app: AppDefinition) -> None:
+        """The app's code changed (``pro app run``): the new declarations and initial data, with
+        the values the user changed kept where they still fit, and every browser redrawn."""
+        before, defaults = self.data.to_dict(), self.app.new_data().to_dict()
+        edited = {
+            name: value
+            for name, value in before.items()
+            if value != defaults.get(name) and not isinstance(self.app.identifiers[name], OutputDef)
+        }
+        self.manifest, self.app, self.data = manifest, app, app.new_data()
+        for name in sorted(edited, key=lambda n: not isinstance(app.identifiers.get(n), SetDef)):
+            if name in app.identifiers:
+                with contextlib.suppress(DataError, ValueError, TypeError):
+                    self.data.update_from_dict({name: edited[name]})
+        self.status = "Reloaded the app's changed code"
+        await self.broadcast(self.state())
 
     # ------------------------------------------------------------ messages out
     def state(self) -> dict[str, Any]:
@@ -96,7 +111,7 @@ class LiveSession:
             return await handler(message)
         except DataError as exc:
             return {"type": "error", "identifier": exc.identifier, "key": exc.key, "message": str(exc)}
-        except ApiError as exc:
+        except (ApiError, BackendRefused) as exc:
             return {"type": "error", "message": str(exc)}
         except (KeyError, TypeError, ValueError) as exc:
             return {"type": "error", "message": f"bad request: {exc}"}
@@ -182,8 +197,7 @@ class LiveSession:
         if procedure is None or not procedure.is_solve:
             return {"type": "error", "message": f"{name!r} is not a solve procedure of this app"}
         blob = case_to_bytes(case_from_data(self.data, meta={"app": self.app.name}))
-        case = await asyncio.to_thread(self.api.upload_case, self.app.name, blob, f"input of {name}", "input")
-        job = await asyncio.to_thread(self.api.submit_job, self.app.name, self.manifest.version, name, case["id"])
+        job = await asyncio.to_thread(self.backend.submit_solve, name, blob)
         self.jobs[job["id"]] = self._job_summary(job)
         await self.broadcast({"type": "job", "job": self.jobs[job["id"]]})
         await self.set_status(f"Job {job['id']} queued")
@@ -191,9 +205,10 @@ class LiveSession:
         return {"type": "ok", "job": job["id"]}
 
     async def op_cancel_job(self, message):
-        job = await asyncio.to_thread(
-            self.api.post, f"jobs/{int(message['job'])}/{'interrupt' if message.get('interrupt') else 'cancel'}"
-        )
+        job_id = int(message["job"])
+        if job_id not in self.jobs:
+            return {"type": "error", "message": f"job {job_id} is not one of this session's"}
+        job = await asyncio.to_thread(self.backend.stop_job, job_id, bool(message.get("interrupt")))
         return {"type": "ok", "job": job["id"], "state": job["state"]}
 
     async def op_job_log(self, message):
@@ -207,7 +222,7 @@ class LiveSession:
         """Every page of a job's log (a capped log is at most its head, a marker and its tail)."""
         pages, offset = [], 0
         while True:
-            page = self.api.get(f"jobs/{job_id}/log", {"offset": offset})
+            page = self.backend.job_log(job_id, offset)
             pages.append(page["text"])
             if not page["text"] or page["offset"] >= page.get("size", page["offset"]):
                 return "".join(pages)
@@ -233,8 +248,8 @@ class LiveSession:
         offset = 0
         while True:
             try:
-                job = await asyncio.to_thread(self.api.get, f"jobs/{job_id}")
-                log = await asyncio.to_thread(self.api.get, f"jobs/{job_id}/log", {"offset": offset})
+                job = await asyncio.to_thread(self.backend.job, job_id)
+                log = await asyncio.to_thread(self.backend.job_log, job_id, offset)
             except ApiError as exc:
                 await self.set_status(f"Lost track of job {job_id}: {exc}")
                 return
@@ -247,9 +262,9 @@ class LiveSession:
                 await self.broadcast({"type": "job", "job": summary})
             if job["state"] in JOB_ENDED_STATES and log.get("finished", True):
                 break
-            await asyncio.sleep(JOB_POLL_SECONDS)
+            await asyncio.sleep(self.backend.poll_seconds)
         if job["state"] == JOB_SUCCEEDED and job.get("result_case"):
-            blob = await asyncio.to_thread(self.api.get_bytes, f"jobs/{job_id}/result")
+            blob = await asyncio.to_thread(self.backend.job_result, job_id)
             outputs = {n for n, d in self.app.identifiers.items() if isinstance(d, OutputDef)}
             apply_case(self.data, read_case(blob), only=outputs)
             await self.broadcast({"type": "values", "values": self.data.to_dict()})
@@ -259,7 +274,7 @@ class LiveSession:
 
     # ------------------------------------------------------------ cases
     async def op_list_cases(self, message):
-        cases = await asyncio.to_thread(self.api.get, "cases", {"app": self.app.name, "kind": "saved"})
+        cases = await asyncio.to_thread(self.backend.list_cases)
         return {"type": "cases", "cases": cases}
 
     async def op_save_case(self, message):
@@ -267,28 +282,43 @@ class LiveSession:
         name = str(message.get("name", "")).strip()
         if not name:
             return {"type": "error", "message": "give the case a name"}
-        listed = await asyncio.to_thread(self.api.get, "cases", {"app": self.app.name, "kind": "saved"})
-        taken = [case["id"] for case in listed if case["name"] == name]
+        listed = await asyncio.to_thread(self.backend.list_cases)
+        taken = [case["id"] for case in listed if case["name"] == name and not case.get("remote")]
         if taken and not message.get("overwrite"):
             # The browser asks the user first: a click on Save must not silently replace a case.
             return {"type": "exists", "name": name, "message": f"a case named {name!r} exists"}
         blob = case_to_bytes(case_from_data(self.data, meta={"app": self.app.name, "name": name}))
-        case = await asyncio.to_thread(self.api.upload_case, self.app.name, blob, name, "saved")
+        case = await asyncio.to_thread(self.backend.save_case, blob, name)
         for old in taken:  # after the upload, so that a failed upload loses nothing
-            await asyncio.to_thread(self.api.delete, f"cases/{old}")
+            if old != case["id"]:
+                await asyncio.to_thread(self.backend.delete_case, old)
         await self.set_status(f"Saved case {name}" + (" (replaced)" if taken else ""))
         return {"type": "ok", "case": case, "replaced": len(taken)}
 
     async def op_load_case(self, message):
-        blob = await asyncio.to_thread(self.api.get_bytes, f"cases/{message['case']}")
+        blob = await asyncio.to_thread(self.backend.case_bytes, str(message["case"]))
         apply_case(self.data, read_case(blob))
         await self.broadcast({"type": "values", "values": self.data.to_dict()})
         await self.set_status("Case loaded")
         return {"type": "ok"}
 
     async def op_delete_case(self, message):
-        await asyncio.to_thread(self.api.delete, f"cases/{message['case']}")
+        await asyncio.to_thread(self.backend.delete_case, str(message["case"]))
         return {"type": "ok"}
+
+    async def op_push_case(self, message):
+        """A local case copied to the platform (``pro app run --remote``)."""
+        return await self._move_case("push_case", str(message["case"]))
+
+    async def op_pull_case(self, message):
+        """A platform case kept as a local file (``pro app run --remote``)."""
+        return await self._move_case("pull_case", str(message["case"]))
+
+    async def _move_case(self, how: str, case_id: str) -> dict[str, Any]:
+        move = getattr(self.backend, how, None)
+        if move is None:
+            return {"type": "error", "message": "this session's cases are on the platform already"}
+        return {"type": "ok", "case": await asyncio.to_thread(move, case_id)}
 
     async def op_compare_cases(self, message):
         """Two cases side by side, identifier by identifier, with the changed cells marked."""
@@ -298,7 +328,7 @@ class LiveSession:
             if case_id == "current":
                 sides.append(self.data.to_dict())
             else:
-                blob = await asyncio.to_thread(self.api.get_bytes, f"cases/{case_id}")
+                blob = await asyncio.to_thread(self.backend.case_bytes, str(case_id))
                 sides.append(read_case(blob).to_json())
         described = {item["name"]: item for item in self.app.describe()["identifiers"]}
         return {
@@ -349,7 +379,36 @@ def compare(
     return result
 
 
+def platform_session(app_dir: Path, order: dict[str, Any]) -> LiveSession:
+    """The session of a platform's launch order: the published app in ``app_dir``, cases and
+    solves through the platform's API with the session's ticket."""
+    manifest = validate_manifest(json.loads((app_dir / "manifest.json").read_text()))
+    api = ApiClient(order.get("api_url", ""), order.get("ticket", ""), order.get("api_socket", ""))
+    return LiveSession(manifest, load_app(app_dir, manifest), PlatformBackend(api, manifest.name, manifest.version))
+
+
 # ---------------------------------------------------------------- serving
+
+
+async def converse(session: LiveSession, websocket: Any) -> None:
+    """One browser's connection: the state first, then its operations answered until it goes."""
+    session.clients.add(websocket)
+    try:
+        await websocket.send(json.dumps(session.state()))
+        async for frame in websocket:
+            try:
+                message = json.loads(frame)
+            except ValueError:
+                await websocket.send(json.dumps({"type": "error", "message": "frames must be JSON"}))
+                continue
+            if not isinstance(message, dict):
+                continue
+            reply = await session.handle(message)
+            if reply is not None:
+                reply["re"] = message.get("re")
+                await websocket.send(json.dumps(reply))
+    finally:
+        session.clients.discard(websocket)
 
 
 async def serve(
@@ -366,23 +425,7 @@ async def serve(
         return None
 
     async def handler(websocket):
-        session.clients.add(websocket)
-        try:
-            await websocket.send(json.dumps(session.state()))
-            async for frame in websocket:
-                try:
-                    message = json.loads(frame)
-                except ValueError:
-                    await websocket.send(json.dumps({"type": "error", "message": "frames must be JSON"}))
-                    continue
-                if not isinstance(message, dict):
-                    continue
-                reply = await session.handle(message)
-                if reply is not None:
-                    reply["re"] = message.get("re")
-                    await websocket.send(json.dumps(reply))
-        finally:
-            session.clients.discard(websocket)
+        await converse(session, websocket)
 
     # max_queue bounds what a slow reader buffers: backpressure instead of unbounded memory.
     where = {"sock": sock} if sock is not None else {"host": host, "port": port}
@@ -411,7 +454,7 @@ def main() -> int:
         print("no launch order", file=sys.stderr)
         return 2
     try:
-        session = LiveSession(Path(order["app_dir"]), order)
+        session = platform_session(Path(order["app_dir"]), order)
     except Exception as exc:
         print(f"START FAILED {type(exc).__name__}: {exc}", flush=True)
         return 1

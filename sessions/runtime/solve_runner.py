@@ -234,10 +234,14 @@ def run(workdir: Path) -> int:
 def _run_solve(workdir: Path, spec: dict[str, Any], ctx: ServerSolveContext) -> int:
     from .case import apply_case, case_from_data, read_case, write_case
     from .loader import load_app
-    from .manifest import validate_manifest
+    from .manifest import read_author_manifest, validate_manifest
 
-    app_dir = workdir / "app"
-    manifest = validate_manifest(json.loads((app_dir / "manifest.json").read_text()))
+    # ``app_dir``: a modeler's own app folder, solved locally by ``pro app run`` (its manifest.toml).
+    app_dir = Path(spec.get("app_dir") or workdir / "app")
+    if (app_dir / "manifest.json").exists():
+        manifest = validate_manifest(json.loads((app_dir / "manifest.json").read_text()))
+    else:
+        manifest = validate_manifest(read_author_manifest(app_dir), require_interface=False)
     app = load_app(app_dir, manifest)
     procedure = app.procedures.get(spec["procedure"])
     if procedure is None or not procedure.is_solve:

@@ -45,7 +45,9 @@ function setStatus(text, kind = "") {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws/sessions/${sessionId}/`);
+  // `pro app run` serves the page itself and names its socket; on the platform it is the session's proxy.
+  const path = root.dataset.socket || `/ws/sessions/${sessionId}/`;
+  socket = new WebSocket(`${scheme}://${location.host}${path}`);
   socket.addEventListener("open", () => { reconnectDelay = 500; setStatus("Connected", "ok"); });
   socket.addEventListener("message", (event) => receive(JSON.parse(event.data)));
   socket.addEventListener("close", (event) => {
@@ -624,9 +626,13 @@ async function refreshCases() {
   const body = $("#case-list tbody");
   body.replaceChildren(...ui.cases.map((c) => el("tr", { "data-case": c.id },
     el("td", {}, el("input", { type: "checkbox", class: "webui-compare-pick", value: c.id, "aria-label": `compare ${c.name}` })),
-    el("td", {}, c.name), el("td", { class: "muted" }, new Date(c.created_at).toLocaleString()),
+    el("td", {}, c.name, c.where ? el("span", { class: `badge webui-where-${c.where}` }, c.where) : null),
+    el("td", { class: "muted" }, new Date(c.created_at).toLocaleString()),
     el("td", {},
       el("button", { type: "button", class: "webui-small", onclick: () => loadCase(c) }, "Load"),
+      // A local session (`pro app run --remote`) lists its own files and the platform's cases.
+      c.where === "local" && root.dataset.remote ? el("button", { type: "button", class: "webui-small", onclick: () => moveCase("push_case", c) }, "Push to platform") : null,
+      c.where === "platform" ? el("button", { type: "button", class: "webui-small", onclick: () => moveCase("pull_case", c) }, "Keep a local copy") : null,
       el("button", { type: "button", class: "webui-small danger", onclick: () => deleteCase(c) }, "Delete")))));
   body.append(el("tr", {}, el("td", { colspan: 4 },
     el("button", { type: "button", id: "compare-button", onclick: compareCases }, "Compare the two chosen (or one with the current data)"))));
@@ -636,6 +642,13 @@ async function refreshCases() {
 async function loadCase(c) {
   const reply = await request({ op: "load_case", case: c.id }).catch(lost);
   setStatus(reply.type === "error" ? reply.message : `Loaded case ${c.name}`, reply.type === "error" ? "error" : "ok");
+}
+
+async function moveCase(op, c) {
+  const reply = await request({ op, case: c.id }).catch(lost);
+  const done = op === "push_case" ? `Pushed case ${c.name} to the platform` : `Kept a local copy of case ${c.name}`;
+  setStatus(reply.type === "error" ? reply.message : done, reply.type === "error" ? "error" : "ok");
+  refreshCases();
 }
 
 async function deleteCase(c) {
