@@ -7,6 +7,9 @@
     values = job.result()            # the result case's identifiers as Python data
     frames = job.result(frames=True) # tables as pandas DataFrames (pandas installed)
 
+    result = client.solve(h)         # a highspy.Highs model (or an .mps/.lp file) solved there
+    result.status, result.objective, result.col_values
+
 Transient failures (a refused or reset connection, 502, 503, 504, 429 with ``Retry-After``) are
 retried with backoff by urllib3's ``Retry``; a POST is retried only when it never reached the
 server, so a job is never submitted twice. Every other failure raises :class:`PlatformError`
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,14 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from . import remote_solve
+from .remote_solve import SolveError, SolveResult
+
+__all__ = ["Client", "Job", "PlatformError", "SolveError", "SolveResult"]
+
 FINISHED = ("succeeded", "failed", "cancelled")
 RETRIED_STATUSES = (429, 502, 503, 504)
+FIRST_POLL = 0.05  # seconds before asking again whether a job has ended, doubled up to the caller's poll
 
 
 class PlatformError(Exception):
@@ -59,6 +68,7 @@ class Client:
             raise_on_status=False,
         )
         self.http.mount(self.url, HTTPAdapter(max_retries=retry))
+        self._own_folder: str | None = None
 
     @classmethod
     def from_env(cls) -> Client:
@@ -116,6 +126,27 @@ class Client:
                 body[name] = value
         return Job(self, self.request("POST", "jobs", json=body).json())
 
+    def solve(
+        self,
+        model: Any,
+        *,
+        log: Callable[[str], Any] | None = print,
+        time_limit: float | None = None,
+        app: str = "mps-solver",
+        version: str | None = None,
+        folder: str | None = None,
+    ) -> SolveResult:
+        """Solve ``model`` on the platform with the ``mps-solver`` app and return its solution.
+
+        ``model`` is a ``highspy.Highs`` object or the path of an ``.mps`` or ``.lp`` file (also
+        ``.gz``). It is uploaded into ``folder`` (your own ``users/<you>/remote-solve`` by
+        default) and deleted once the job has ended; the job's log lines go to ``log`` as they
+        come (``None``: not followed). The result maps the values back to the model's columns:
+        ``values`` by name, ``col_values`` in column order. A job that fails raises
+        :class:`SolveError`; a refusal (unknown app, no access) :class:`PlatformError`.
+        """
+        return remote_solve.solve(self, model, log=log, time_limit=time_limit, app=app, version=version, folder=folder)
+
     def job(self, job_id: int) -> Job:
         return Job(self, self.get(f"jobs/{job_id}"))
 
@@ -152,6 +183,32 @@ class Client:
         with open(source, "rb") as handle:
             return self.request("PUT", f"storage/{path.lstrip('/')}", data=handle).json()
 
+    def storage_delete(self, path: str) -> None:
+        self.request("DELETE", f"storage/{path.lstrip('/')}")
+
+    def own_folder(self) -> str:
+        """This user's private storage folder, ``users/<username>``."""
+        if self._own_folder is None:
+            try:
+                username = self.get("auth/tickets/current")["username"]
+            except PlatformError as exc:
+                if exc.code != "ticket_required":
+                    raise
+                username = self._username_from_storage()
+            self._own_folder = f"users/{username}"
+        return self._own_folder
+
+    def _username_from_storage(self) -> str:
+        # An API key does not say whose it is. A plain user sees only their own folder in users/,
+        # and only apps/ and users/ at the root; an admin sees everyone's folders and the
+        # platform's own at the root, and cannot be told apart from them this way.
+        mine = self.storage_list("users")
+        if len(mine) == 1 and {entry["name"] for entry in self.storage_list()} == {"apps", "users"}:
+            return mine[0]["name"]
+        raise ValueError(
+            "an admin's API key does not say whose it is: use a ticket, or solve(..., folder='users/<you>')"
+        )
+
     def _download(self, path: str, target: Path) -> Path:
         with self.request("GET", path, stream=True) as response, open(target, "wb") as sink:
             for chunk in response.iter_content(chunk_size=1024 * 1024):
@@ -182,17 +239,23 @@ class Job:
         return self.status().get("progress") or {}
 
     def wait(self, timeout: float | None = None, poll: float = 0.5) -> dict[str, Any]:
-        """Until the job has ended (``TimeoutError`` after ``timeout`` seconds); its last status."""
+        """Until the job has ended (``TimeoutError`` after ``timeout`` seconds); its last status.
+
+        It asks again after 50 ms, then twice as long each time, up to ``poll`` seconds: a
+        short job is seen to end soon after it does, a long one costs a request per ``poll``."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(FIRST_POLL, poll)
         while self.status()["state"] not in FINISHED:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {self.id} is still {self.state} after {timeout:g} s")
-            time.sleep(poll)
+            time.sleep(pause)
+            pause = min(pause * 2, poll)
         return self.info
 
     def logs(self, follow: bool = False, poll: float = 0.5) -> Iterator[str]:
-        """The log's lines; with ``follow``, as they come until the job has ended and its log is whole."""
-        offset, pending = 0, ""
+        """The log's lines; with ``follow``, as they come until the job has ended and its log is
+        whole (asking again at once while lines come, then as :meth:`wait` does)."""
+        offset, pending, pause = 0, "", min(FIRST_POLL, poll)
         while True:
             page = self.client.get(f"jobs/{self.id}/log", offset=offset)
             text, offset = pending + page["text"], page["offset"]
@@ -202,8 +265,11 @@ class Job:
                 if pending:
                     yield pending
                 return
-            if not page["text"]:
-                time.sleep(poll)
+            if page["text"]:
+                pause = min(FIRST_POLL, poll)
+            else:
+                time.sleep(pause)
+                pause = min(pause * 2, poll)
 
     def interrupt(self) -> dict[str, Any]:
         """Ask the solver to stop and keep its best solution."""
