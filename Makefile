@@ -1,12 +1,13 @@
 # Two commands: `make run` starts the platform on its embedded defaults; `make test` runs the suite.
 # Also: `make lint` (ruff, import contracts, mypy), `make test-fast` (the suite without real
-# platform processes, browsers, clusters or app processes: under a minute), `make format`.
+# platform processes, browsers, clusters or app processes: under a minute), `make format`,
+# `make dist` (the client's wheel).
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup sandbox-tool test-wheelhouse lint format bench clean
+.PHONY: run test test-fast setup sandbox-tool test-wheelhouse lint format dist bench clean
 
 # What `make test-fast` leaves out (markers in pyproject.toml; tests/conftest.py adds them by fixture too).
 FAST := not live and not browser and not cluster and not slow
@@ -66,5 +67,13 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The client's wheel and source archive in dist/ (what they hold: pyproject.toml): the `pro`
+# command, the Python client and the app SDK with its local runner, without Django, for
+# `pip install dist/pro_platform-*.whl`. The wheel is built from the source archive, in a folder of
+# its own; an earlier build's build/ and egg-info go first, so that no file of theirs comes along.
+dist: $(STAMP)
+	rm -rf dist build pro_platform.egg-info
+	$(PY) -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var dist build pro_platform.egg-info
