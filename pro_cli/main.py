@@ -166,14 +166,17 @@ class Client:
             raise CliError(f"{self.url} did not answer in the platform's JSON: is it the platform's address?") from None
 
 
-def issue_ticket(url: str, username: str, password: str) -> dict[str, Any]:
-    response = send(
-        url,
-        lambda: requests.post(
-            f"{url.rstrip('/')}/api/v1/auth/tickets", json={"username": username, "password": password}, timeout=TIMEOUT
-        ),
-    )
+class CodeNeeded(CliError):
+    """The account logs in with two factors and no code was given."""
+
+
+def issue_ticket(url: str, username: str, password: str, otp: str = "") -> dict[str, Any]:
+    body = {"username": username, "password": password} | ({"otp": otp} if otp else {})
+    response = send(url, lambda: requests.post(f"{url.rstrip('/')}/api/v1/auth/tickets", json=body, timeout=TIMEOUT))
     if response.status_code != 201:
+        error = parse_error(response.content)
+        if error is not None and error.code == "otp_required" and not otp:
+            raise CodeNeeded(_error_message(response))
         raise CliError(_error_message(response))
     try:
         return response.json()
@@ -213,7 +216,13 @@ def cmd_login(args: argparse.Namespace) -> None:
         raise CliError("give the server with --url")
     username = args.username or os.environ.get("PRO_USERNAME") or input("User name: ")
     password = os.environ.get("PRO_PASSWORD") or getpass.getpass("Password: ")
-    ticket = issue_ticket(url, username, password)
+    otp = args.otp or os.environ.get("PRO_OTP", "")
+    try:
+        ticket = issue_ticket(url, username, password, otp)
+    except CodeNeeded:
+        if not sys.stdin.isatty():
+            raise CliError("this account logs in with two factors: give the code with --otp (or PRO_OTP)") from None
+        ticket = issue_ticket(url, username, password, input("Code of your authenticator app: ").strip())
     save_config({"url": url, "ticket": ticket["ticket"], "username": username, "expires_at": ticket["expires_at"]})
     print(f"Logged in to {url} as {username} until {ticket['expires_at']}.")
 
@@ -893,6 +902,7 @@ def build_parser() -> argparse.ArgumentParser:
     login = commands.add_parser("login", help="get a ticket and remember the server")
     login.add_argument("--url")
     login.add_argument("--username")
+    login.add_argument("--otp", metavar="CODE", help="the authenticator's code, for an account with two-factor login")
     login.set_defaults(func=cmd_login)
     commands.add_parser("logout", help="revoke and forget the ticket").set_defaults(func=cmd_logout)
 

@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "apps.accounts",
     "apps.catalog",
     "apps.storage",
@@ -73,6 +76,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "apps.accounts.middleware.NetworkFilterMiddleware",
+    "apps.accounts.middleware.TwoFactorEnrolmentMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -243,6 +247,12 @@ AXES_LOCKOUT_CALLABLE = "pro_portal.errors.lockout_response"
 AXES_VERBOSE = False
 # REMOTE_ADDR is the client's address once ClientAddressMiddleware has run (trusted proxies only).
 AXES_CLIENT_IP_CALLABLE = "apps.accounts.events.client_address"
+# Two-factor login (apps.accounts.two_factor): the roles that must use it ("admins",
+# "publishers"); the issuer name authenticator apps show beside the account.
+PRO_2FA_REQUIRED_FOR = env_list("PRO_2FA_REQUIRED_FOR", [])
+if unknown_roles := set(PRO_2FA_REQUIRED_FOR) - {"admins", "publishers"}:
+    raise ImproperlyConfigured(f"PRO_2FA_REQUIRED_FOR takes admins and publishers, not {sorted(unknown_roles)}")
+OTP_TOTP_ISSUER = env_str("PRO_2FA_ISSUER", "Optimization platform")
 # Mail (password reset links): SMTP when PRO_EMAIL_HOST (or EMAIL_HOST) is set, otherwise one
 # file per message in <data>/mail, readable by the platform's user only, for a machine without
 # a mail server. PRO_EMAIL_BACKEND: smtp, file, console or a backend's dotted path.

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from apps.accounts.login_views import admin_login
 from apps.portal.views import favicon, healthz
 
 from .errors import json_not_found, json_server_error
@@ -11,6 +12,7 @@ admin.site.site_title = "Optimization platform admin"
 admin.site.index_title = "Users, apps, jobs and the cluster"
 
 urlpatterns = [
+    path("admin/login/", admin_login),  # the portal's login, with its second step
     path("admin/", admin.site.urls),
     path("api/v1/", include("pro_portal.api_urls")),
     path("healthz", healthz, name="healthz"),

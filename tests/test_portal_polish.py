@@ -223,7 +223,8 @@ def test_admin_is_titled_as_the_platform(admin_user):
     index = client.get("/admin/").content.decode()
     assert "Optimization platform administration" in index and "Django administration" not in index
     assert "<title>Users, apps, jobs and the cluster | Optimization platform admin</title>" in index
-    assert "Optimization platform admin" in Client().get("/admin/login/").content.decode()
+    login = Client().get("/admin/login/", follow=True)  # the portal's login, also for the admin
+    assert login.redirect_chain[-1][0].startswith("/login/") and "Optimization platform" in login.content.decode()
 
 
 def test_api_root_lists_the_endpoints_and_the_docs(carol):

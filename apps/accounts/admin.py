@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.contrib.auth.admin import GroupAdmin
-from django.contrib.auth.models import Group
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from .models import ApiKey, ApiTicket, GroupNetworks, Quota, SecurityEvent
 from .services import credentials_forget
+from .two_factor import two_factor_reset
 
 
 class GroupNetworksInline(admin.StackedInline):
@@ -99,3 +100,17 @@ class SecurityEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class UserWithTwoFactorAdmin(UserAdmin):
+    actions = ["reset_two_factor"]
+
+    @admin.action(description="Reset two-factor login (a lost phone): they set it up again")
+    def reset_two_factor(self, request, queryset) -> None:
+        for user in queryset:
+            two_factor_reset(user=user, actor=request.user, request=request)
+        self.message_user(request, f"Two-factor login reset for {queryset.count()} user(s).")
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserWithTwoFactorAdmin)

@@ -18,6 +18,12 @@ from .services import ticket_issue, ticket_max_expiry, ticket_renew, ticket_revo
 class TicketRequest(StrictSerializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    otp = serializers.CharField(
+        max_length=32,
+        required=False,
+        default="",
+        help_text="The account's authenticator code (or a recovery code) when it has two-factor login",
+    )
 
 
 class TicketResponse(serializers.Serializer):

@@ -155,3 +155,27 @@ class WebsocketOriginValidator:
             host,
         )
         return await WebsocketDenier()(scope, receive, send)
+
+
+class TwoFactorEnrolmentMiddleware:
+    """Where ``PRO_2FA_REQUIRED_FOR`` names a user's role and the user has no authenticator yet,
+    every portal page sends them to set one up first (the API refuses them a ticket instead)."""
+
+    EXEMPT_PREFIXES = ("/account/two-factor/", "/logout/", "/static/", "/api/", "/healthz", "/favicon.ico")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if settings.PRO_2FA_REQUIRED_FOR and self._must_enrol(request):
+            from django.shortcuts import redirect
+
+            return redirect("portal:two-factor")
+        return self.get_response(request)
+
+    def _must_enrol(self, request) -> bool:
+        if request.path.startswith(self.EXEMPT_PREFIXES) or not request.user.is_authenticated:
+            return False
+        from .two_factor import two_factor_enabled, two_factor_required
+
+        return two_factor_required(request.user) and not two_factor_enabled(request.user)

@@ -108,8 +108,11 @@ def credential_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def ticket_issue(*, username: str, password: str, request: HttpRequest | None = None) -> tuple[str, ApiTicket]:
-    """Exchange a user name and password for a short-lived ticket; return (ticket, row).
+def ticket_issue(
+    *, username: str, password: str, otp: str = "", request: HttpRequest | None = None
+) -> tuple[str, ApiTicket]:
+    """Exchange a user name and password (and the code of an account with two-factor login) for
+    a short-lived ticket; return (ticket, row).
 
     A password login: the lockout rules (apps.accounts.lockout) count and refuse it. Their answer
     is the same whichever rule holds and whether or not the account exists.
@@ -124,9 +127,23 @@ def ticket_issue(*, username: str, password: str, request: HttpRequest | None = 
     if user is None or not user.is_active:
         raise AuthenticationFailed("The user name or password is wrong.")
     network_enforce(address=client_address(request), user=user, request=request, via="POST /api/v1/auth/tickets")
+    two_factor_for_ticket(user=user, otp=otp, request=request)
     # A ticket is a login: record it as one (last login, and django-axes resets the failure count).
     user_logged_in.send(sender=user.__class__, request=request, user=user)
     return ticket_issue_for_user(user=user)
+
+
+def two_factor_for_ticket(*, user: User, otp: str, request: HttpRequest | None) -> None:
+    """A password is not enough for an account with two-factor login, or one whose role needs it."""
+    from .two_factor import TwoFactorRequired, two_factor_check, two_factor_enabled, two_factor_required
+
+    if two_factor_enabled(user):
+        two_factor_check(user=user, code=otp, request=request)
+    elif two_factor_required(user):
+        raise TwoFactorRequired(
+            "Your role logs in with two factors: set up an authenticator on the portal's account page first.",
+            code="otp_setup_required",
+        )
 
 
 def ticket_issue_for_user(

@@ -17,6 +17,7 @@ from pro_portal.errors import ApplicationError, Forbidden
 
 from .api_keys import api_key_create, api_key_revoke
 from .selectors import api_keys_of, date_given, security_events_filtered
+from .two_factor import two_factor_enabled
 
 
 class _Echo:
@@ -69,5 +70,10 @@ def account(request: HttpRequest) -> HttpResponse:
             key = api_key_revoke(user=request.user, key_id=int(key_id), request=request)
             messages.success(request, f"The key {key.name} is revoked.")
         return redirect("portal:account")
-    context = {"password_form": password_form, "keys": api_keys_of(request.user), "created_key": created_key}
+    context = {
+        "password_form": password_form,
+        "keys": api_keys_of(request.user),
+        "created_key": created_key,
+        "two_factor_on": two_factor_enabled(request.user),
+    }
     return render(request, "portal/account.html", context)

@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path, reverse_lazy
 
+from apps.accounts.login_views import PasswordLoginView, login_code, two_factor_page
 from apps.accounts.views import account
 from sessions import job_views, webui
 
@@ -9,11 +10,9 @@ from . import usage_views, views
 app_name = "portal"
 
 urlpatterns = [
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="portal/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", PasswordLoginView.as_view(), name="login"),
+    path("login/code/", login_code, name="login-code"),
+    path("account/two-factor/", two_factor_page, name="two-factor"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     # Password reset by e-mail (Django's views): the same answer whether or not the address is known.
     path(
