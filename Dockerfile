@@ -20,6 +20,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# python-ldap (LDAP login) is built from source here; the runtime stage needs only its libraries.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libldap2-dev libsasl2-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
@@ -29,7 +33,7 @@ RUN /opt/venv/bin/pip install -r /tmp/requirements.txt
 FROM ${PYTHON_IMAGE} AS base
 # tini is process 1: it forwards docker's SIGTERM to run_platform and reaps orphaned processes.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tini bubblewrap \
+    && apt-get install -y --no-install-recommends tini bubblewrap libldap-2.5-0 libsasl2-2 \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 1000 --user-group --create-home --home-dir /var/lib/pro --shell /usr/sbin/nologin pro
 COPY --from=deps /opt/venv /opt/venv

@@ -7,12 +7,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup sandbox-tool test-wheelhouse lint format dist bench clean
+.PHONY: run test test-fast setup sandbox-tool build-deps test-wheelhouse lint format dist bench clean
 
 # What `make test-fast` leaves out (markers in pyproject.toml; tests/conftest.py adds them by fixture too).
 FAST := not live and not browser and not cluster and not slow
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml | build-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -20,6 +20,19 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP) sandbox-tool
+
+# python-ldap (LDAP login) is built from source: it needs OpenLDAP's and SASL's headers and a C compiler.
+build-deps:
+	@if [ ! -f /usr/include/ldap.h ] || [ ! -f /usr/include/sasl/sasl.h ] || ! command -v gcc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing the headers python-ldap is built with"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libldap2-dev libsasl2-dev gcc >/dev/null; \
+	  else \
+	    echo "python-ldap needs OpenLDAP's and SASL's headers and gcc. Install them with:"; \
+	    echo "    sudo apt-get install libldap2-dev libsasl2-dev gcc"; \
+	    exit 1; \
+	  fi; \
+	fi
 
 # App code runs only in a bubblewrap sandbox (sessions/launcher): install it where it is missing.
 sandbox-tool:

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "mozilla_django_oidc",
     "apps.accounts",
     "apps.catalog",
     "apps.storage",
@@ -247,6 +248,66 @@ AXES_LOCKOUT_CALLABLE = "pro_portal.errors.lockout_response"
 AXES_VERBOSE = False
 # REMOTE_ADDR is the client's address once ClientAddressMiddleware has run (trusted proxies only).
 AXES_CLIENT_IP_CALLABLE = "apps.accounts.events.client_address"
+# Single sign-on by OpenID Connect (apps.accounts.oidc, docs/security.md): the provider's issuer
+# (its endpoints from the discovery document), this platform's client at it, and how the
+# provider's groups become platform groups and roles at every login.
+PRO_OIDC_ISSUER = env_str("PRO_OIDC_ISSUER").rstrip("/")
+PRO_OIDC_NAME = env_str("PRO_OIDC_NAME", "single sign-on")  # the login page's "Log in with …"
+PRO_OIDC_GROUPS_CLAIM = env_str("PRO_OIDC_GROUPS_CLAIM", "groups")
+PRO_SSO_GROUP_MAP = env_list("PRO_SSO_GROUP_MAP", [])  # provider-group=platform-group, …
+PRO_SSO_ADMIN_GROUPS = env_list("PRO_SSO_ADMIN_GROUPS", [])
+PRO_SSO_PUBLISHER_GROUPS = env_list("PRO_SSO_PUBLISHER_GROUPS", [])
+OIDC_RP_CLIENT_ID = env_str("PRO_OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_str("PRO_OIDC_CLIENT_SECRET")
+OIDC_RP_SIGN_ALGO = env_str("PRO_OIDC_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("PRO_OIDC_SCOPES", "openid email profile groups")
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = True  # the hint of the logout at the provider
+OIDC_TIMEOUT = env_float("PRO_OIDC_TIMEOUT", 10.0, minimum=1.0)
+OIDC_AUTHENTICATE_CLASS = "apps.accounts.oidc.AuthenticationRequestView"
+OIDC_CALLBACK_CLASS = "apps.accounts.oidc.CallbackView"
+if PRO_OIDC_ISSUER:
+    if not OIDC_RP_CLIENT_ID or not OIDC_RP_CLIENT_SECRET:
+        raise ImproperlyConfigured("PRO_OIDC_ISSUER needs PRO_OIDC_CLIENT_ID and PRO_OIDC_CLIENT_SECRET (or _FILE)")
+    AUTHENTICATION_BACKENDS.append("apps.accounts.oidc.ProviderBackend")
+# LDAP / Active Directory login (apps.accounts.directory, django-auth-ldap): the directory, the
+# account that searches it (or a DN template to bind with directly), where users and groups are.
+PRO_LDAP_URL = env_str("PRO_LDAP_URL")
+if PRO_LDAP_URL:
+    import ldap
+    from django_auth_ldap.config import (
+        ActiveDirectoryGroupType,
+        GroupOfNamesType,
+        LDAPSearch,
+        NestedActiveDirectoryGroupType,
+        PosixGroupType,
+    )
+
+    AUTH_LDAP_SERVER_URI = PRO_LDAP_URL
+    AUTH_LDAP_BIND_DN = env_str("PRO_LDAP_BIND_DN")
+    AUTH_LDAP_BIND_PASSWORD = env_str("PRO_LDAP_BIND_PASSWORD")
+    AUTH_LDAP_START_TLS = env_bool("PRO_LDAP_START_TLS", False)
+    if env_str("PRO_LDAP_USER_DN_TEMPLATE"):  # e.g. uid=%(user)s,ou=people,dc=example,dc=com
+        AUTH_LDAP_USER_DN_TEMPLATE = env_str("PRO_LDAP_USER_DN_TEMPLATE")
+    else:  # Active Directory: (sAMAccountName=%(user)s)
+        AUTH_LDAP_USER_SEARCH = LDAPSearch(
+            env_str("PRO_LDAP_USER_BASE"), ldap.SCOPE_SUBTREE, env_str("PRO_LDAP_USER_FILTER", "(uid=%(user)s)")
+        )
+    LDAP_GROUP_TYPES = {
+        "groupOfNames": (GroupOfNamesType, "(objectClass=groupOfNames)"),
+        "activeDirectory": (ActiveDirectoryGroupType, "(objectClass=group)"),
+        "nestedActiveDirectory": (NestedActiveDirectoryGroupType, "(objectClass=group)"),
+        "posixGroup": (PosixGroupType, "(objectClass=posixGroup)"),
+    }
+    group_type, group_filter = LDAP_GROUP_TYPES.get(env_str("PRO_LDAP_GROUP_TYPE", "groupOfNames"), (None, ""))
+    if group_type is None:
+        raise ImproperlyConfigured(f"PRO_LDAP_GROUP_TYPE takes one of {', '.join(LDAP_GROUP_TYPES)}")
+    AUTH_LDAP_GROUP_SEARCH = LDAPSearch(env_str("PRO_LDAP_GROUP_BASE"), ldap.SCOPE_SUBTREE, group_filter)
+    AUTH_LDAP_GROUP_TYPE = group_type(name_attr="cn")
+    AUTH_LDAP_USER_ATTR_MAP = {"email": "mail", "first_name": "givenName", "last_name": "sn"}
+    AUTH_LDAP_ALWAYS_UPDATE_USER = True
+    AUTH_LDAP_CONNECTION_OPTIONS = {ldap.OPT_NETWORK_TIMEOUT: 10, ldap.OPT_REFERRALS: 0}
+    AUTHENTICATION_BACKENDS.append("apps.accounts.directory.DirectoryBackend")
 # Two-factor login (apps.accounts.two_factor): the roles that must use it ("admins",
 # "publishers"); the issuer name authenticator apps show beside the account.
 PRO_2FA_REQUIRED_FOR = env_list("PRO_2FA_REQUIRED_FOR", [])
@@ -402,6 +463,12 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     }
 }
+if PRO_OIDC_ISSUER:
+    # The logout form's answer redirects to the provider's end of session: form-action covers redirects.
+    from urllib.parse import urlsplit
+
+    issuer = urlsplit(PRO_OIDC_ISSUER)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"].append(f"{issuer.scheme}://{issuer.netloc}")
 
 LOGGING = {
     "version": 1,

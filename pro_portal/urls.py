@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/login/", admin_login),  # the portal's login, with its second step
     path("admin/", admin.site.urls),
     path("api/v1/", include("pro_portal.api_urls")),
+    path("oidc/", include("mozilla_django_oidc.urls")),  # single sign-on: authenticate/, callback/
     path("healthz", healthz, name="healthz"),
     path("favicon.ico", favicon, name="favicon"),
     path("", include("apps.portal.urls")),

@@ -21,7 +21,9 @@ from tests.browser import browser_page  # noqa: F401 - fixture: a page of a real
 from tests.cluster import cluster  # noqa: F401 - fixture: nodes as separate process groups
 from tests.helpers import EXAMPLES, LAB, RunningManager, RunningWorker, api_as, password, publish_as, publish_folder
 from tests.hostile import hostile, targets  # noqa: F401 - fixtures: the hostile app and its aims
+from tests.ldap_server import ldap_server_fixture  # noqa: F401 - fixture ldap_server: a real slapd
 from tests.live import live_node, platform_server  # noqa: F401 - fixtures: real platform processes
+from tests.oidc import oidc_provider_fixture  # noqa: F401 - fixture oidc_provider: a real OpenID provider
 
 MINIMAL_MODEL = """
 from pro_sdk import App, Button, Field, Table
@@ -189,6 +191,8 @@ MARKS_BY_FIXTURE = {
     "platform_server": ("live",),
     "live_node": ("live",),
     "s3_server": ("live",),
+    "oidc_provider": ("live",),
+    "ldap_server": ("live",),
     "cluster": ("live", "cluster"),
     "worker": ("slow",),
     "manager": ("slow",),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth.decorators import login_required
@@ -43,6 +44,13 @@ class PasswordLoginView(LoginView):
 
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        from .oidc import oidc_enabled
+
+        context = super().get_context_data(**kwargs)
+        context["sso_name"] = settings.PRO_OIDC_NAME if oidc_enabled() else ""
+        return context
 
     def form_valid(self, form):
         user = form.get_user()

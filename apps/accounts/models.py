@@ -167,3 +167,25 @@ class SecurityEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("security events are append-only; retention removes old ones")
+
+
+class SsoIdentity(models.Model):
+    """A platform account's identity at an OpenID Connect provider: its issuer and subject.
+
+    Users who log in through the provider are found by this pair, never by a user name or an
+    e-mail address (which another account, or another provider's user, may also have).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identities")
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+    groups = models.JSONField(default=list, blank=True, help_text="the provider's groups at the last login")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique")]
+        verbose_name = "single sign-on identity"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer}"

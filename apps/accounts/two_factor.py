@@ -57,7 +57,11 @@ def two_factor_required(user: User) -> bool:
     from .services import user_role
 
     required = settings.PRO_2FA_REQUIRED_FOR
-    return bool(required) and {Role.ADMIN: "admins", Role.PUBLISHER: "publishers"}.get(user_role(user)) in required
+    # An OpenID Connect provider asks for its own factors (an LDAP directory does not: its users
+    # log in here with a password, and set up an authenticator like local ones).
+    if not required or user.sso_identities.filter(issuer__startswith="http").exists():
+        return False
+    return {Role.ADMIN: "admins", Role.PUBLISHER: "publishers"}.get(user_role(user)) in required
 
 
 def recovery_codes_left(user: User) -> int:

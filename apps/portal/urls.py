@@ -1,6 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path, reverse_lazy
 
+from apps.accounts import oidc
 from apps.accounts.login_views import PasswordLoginView, login_code, two_factor_page
 from apps.accounts.views import account
 from sessions import job_views, webui
@@ -13,7 +14,7 @@ urlpatterns = [
     path("login/", PasswordLoginView.as_view(), name="login"),
     path("login/code/", login_code, name="login-code"),
     path("account/two-factor/", two_factor_page, name="two-factor"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", oidc.logout, name="logout"),
     # Password reset by e-mail (Django's views): the same answer whether or not the address is known.
     path(
         "password-reset/",
