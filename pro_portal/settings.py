@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "apps.storage",
     "apps.cluster",
     "apps.portal",
+    "apps.webhooks",
+    "apps.schedules",
     "sessions",
 ]
 
