@@ -43,6 +43,8 @@ from .sdk import AppDefinition, DataError, OutputDef, ParameterDef, SetDef
 from .session_backend import JOB_ENDED_STATES, JOB_SUCCEEDED, BackendRefused, PlatformBackend, SessionBackend
 from .warm import preload, wait_for_order, warm_imports
 
+FIRST_POLL_SECONDS = 0.05
+
 
 class LiveSession:
     """The live side of a data session: the app's data in memory and the operations the WebUI can ask for.
@@ -245,7 +247,7 @@ class LiveSession:
 
     async def follow_job(self, job_id: int) -> None:
         """Stream a job's state and log to the browsers; load its results when it succeeds."""
-        offset = 0
+        offset, pause = 0, FIRST_POLL_SECONDS
         while True:
             try:
                 job = await asyncio.to_thread(self.backend.job, job_id)
@@ -262,7 +264,9 @@ class LiveSession:
                 await self.broadcast({"type": "job", "job": summary})
             if job["state"] in JOB_ENDED_STATES and log.get("finished", True):
                 break
-            await asyncio.sleep(self.backend.poll_seconds)
+            await asyncio.sleep(pause)
+            # A short solve's result is there in a fraction of a second; a long one is asked after less often.
+            pause = min(pause * 2, self.backend.poll_seconds)
         if job["state"] == JOB_SUCCEEDED and job.get("result_case"):
             blob = await asyncio.to_thread(self.backend.job_result, job_id)
             outputs = {n for n, d in self.app.identifiers.items() if isinstance(d, OutputDef)}
