@@ -74,6 +74,8 @@ class JobListApi(APIView):
             memory_limit_mb=data.get("memory_limit_mb"),
             not_before=data.get("start_at"),
             data_session_id=scope_session(request.auth),
+            webhook_url=data.get("webhook_url"),
+            notify_email=data.get("notify_email"),
         )
         return Response(JobOut(job).data, status=status.HTTP_201_CREATED)
 

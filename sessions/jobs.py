@@ -30,6 +30,7 @@ from django.utils import timezone
 from apps.accounts.quotas import Limits, limits_of
 from apps.catalog import selectors as catalog
 from apps.catalog.models import AppVersion, VerificationState
+from apps.webhooks import services as webhooks
 from pro_portal.errors import ApplicationError, Conflict
 from pro_portal.notify import notify
 from sessions.runtime.case import case_from_data, case_to_bytes
@@ -236,12 +237,16 @@ def job_submit(
     memory_limit_mb: int | None = None,
     not_before: datetime | None = None,
     data_session_id: str | None = None,
+    webhook_url: str | None = None,
+    notify_email: bool | None = None,
 ) -> Job:
     """Queue a solve of ``procedure`` of an app version the user may run; return the job.
 
     ``data_session_id`` is the user's data session that asked for it (its Solve button), for the
-    job's page to link back to it.
+    job's page to link back to it. ``webhook_url`` gets each state change of the job, signed
+    (:mod:`apps.webhooks`); ``notify_email`` e-mails the owner when it ends (None: their default).
     """
+    notifications = webhooks.job_options(user=user, webhook_url=webhook_url, notify_email=notify_email)
     found = catalog.version_resolve_for_user(user, app_name, version or "latest")
     if found.verification_state != VerificationState.VERIFIED:
         raise Conflict(f"Version {found.version} of {app_name!r} is not verified yet.", code="not_verified")
@@ -281,6 +286,7 @@ def job_submit(
             not_before=not_before or timezone.now(),
             max_attempts=settings.PRO_JOB_MAX_ATTEMPTS,
             data_session=_own_session(user, data_session_id),
+            **notifications,
         )
     logger.info("%s submitted job %s: %s %s %s", user.username, job.pk, app_name, found.version, procedure)
     job_changed(job, JobState.QUEUED, not_before=job.not_before.timestamp())
@@ -348,6 +354,7 @@ def _own_session(user: User, session_id: str | None) -> DataSession | None:
 def job_changed(job: Job, state: str, **detail: Any) -> None:
     """Tell the workers and the open pages of every node (once the transaction commits)."""
     notify("jobs", id=job.pk, owner=job.owner_id, state=state, **detail)
+    webhooks.job_state_changed(job, state, **detail)  # queued for the task workers, never sent here
 
 
 # ---------------------------------------------------------------- claiming and running

@@ -99,6 +99,10 @@ class Job(models.Model):
     peak_memory_mb = models.FloatField(
         null=True, blank=True, help_text="The most memory the job's sandbox used at once, over its attempts."
     )
+    webhook_url = models.CharField(
+        max_length=2000, blank=True, help_text="Each state change is POSTed here, signed (apps.webhooks)."
+    )
+    notify_email = models.BooleanField(default=False, help_text="E-mail the owner when the job ends.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -79,6 +79,15 @@ class JobIn(StrictSerializer):
     time_limit = serializers.FloatField(required=False, min_value=0.1, max_value=7 * 24 * 3600)
     memory_limit_mb = serializers.IntegerField(required=False, min_value=64, max_value=1024 * 1024)
     start_at = serializers.DateTimeField(required=False, help_text="Do not start before this time.")
+    webhook_url = serializers.CharField(
+        max_length=2000,
+        required=False,
+        help_text="Each state change of the job is POSTed here as JSON, signed with your webhook secret "
+        "(X-Pro-Signature); http or https, not the platform's own network.",
+    )
+    notify_email = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="E-mail me when it ends (default: my setting)."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The input's values against the types the app version declares, before anything is queued."""
@@ -136,6 +145,8 @@ class JobOut(OutputSerializer):
             "cancel_requested_at",
             "input_case",
             "result_case",
+            "webhook_url",
+            "notify_email",
         ]
 
     def get_queue_seconds(self, job: Job) -> float | None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, time
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
@@ -18,6 +21,21 @@ from pro_portal.errors import ApplicationError, Forbidden
 from .api_keys import api_key_create, api_key_revoke
 from .selectors import api_keys_of, date_given, security_events_filtered
 from .two_factor import two_factor_enabled
+
+
+@dataclass(frozen=True)
+class AccountCard:
+    """A card another app adds to the account page (apps above this one in the layers register
+    theirs at ``ready()``): its template, the POST actions it handles, and its template's context.
+    ``handle(request, action)`` returns context for this response only (say, a secret shown once)."""
+
+    template: str
+    actions: tuple[str, ...]
+    handle: Callable[[HttpRequest, str], dict[str, Any]]
+    context: Callable[[HttpRequest], dict[str, Any]]
+
+
+ACCOUNT_CARDS: list[AccountCard] = []
 
 
 class _Echo:
@@ -46,6 +64,7 @@ def account(request: HttpRequest) -> HttpResponse:
     """The user's own account: change the password, create and revoke API keys."""
     password_form = PasswordChangeForm(request.user)
     created_key = None
+    shown: dict[str, dict[str, Any]] = {}
     action = request.POST.get("action") if request.method == "POST" else None
     if action == "password":
         password_form = PasswordChangeForm(request.user, request.POST)
@@ -64,6 +83,13 @@ def account(request: HttpRequest) -> HttpResponse:
             )
         except ApplicationError as error:
             messages.error(request, error.message)
+    elif any(action in card.actions for card in ACCOUNT_CARDS):
+        for card in ACCOUNT_CARDS:
+            if action in card.actions:
+                try:
+                    shown[card.template] = card.handle(request, action)
+                except ApplicationError as error:
+                    messages.error(request, error.message)
     elif action == "revoke-key":
         key_id = request.POST.get("key", "")
         if key_id.isdigit():
@@ -75,5 +101,6 @@ def account(request: HttpRequest) -> HttpResponse:
         "keys": api_keys_of(request.user),
         "created_key": created_key,
         "two_factor_on": two_factor_enabled(request.user),
+        "cards": [(c.template, {**c.context(request), **shown.get(c.template, {})}) for c in ACCOUNT_CARDS],
     }
     return render(request, "portal/account.html", context)

@@ -125,6 +125,16 @@ def _schedule_housekeeping() -> None:
         name="Remove expired jobs",
         defaults={"func": "sessions.tasks.remove_expired_jobs", "schedule_type": Schedule.HOURLY, "repeats": -1},
     )
+    # A delivery whose queued attempt was lost with its process (killed right after the commit) is sent from here.
+    Schedule.objects.update_or_create(
+        name="Send due webhook deliveries",
+        defaults={
+            "func": "apps.webhooks.tasks.deliver_due",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
     Schedule.objects.update_or_create(
         name="Remove expired security events",
         defaults={
