@@ -565,6 +565,57 @@ def cmd_job_submit(args: argparse.Namespace) -> None:
             raise CliError(f"job {job['id']} {job['state']}")
 
 
+def _schedule_when(s: dict[str, Any]) -> str:
+    return f"cron {s['cron']} ({s['timezone']})" if s["cron"] else f"every {s['interval_seconds']} s"
+
+
+def cmd_schedule_create(args: argparse.Namespace) -> None:
+    body: dict[str, Any] = {"app": args.app, "procedure": args.procedure, "overlap": args.overlap}
+    body["missed"] = args.missed
+    if args.cron:
+        body.update(cron=args.cron, timezone=args.tz)
+    else:
+        body["interval_seconds"] = args.every
+    if args.case:
+        body["input_case"] = args.case
+    values = _input_values(args)
+    if values is not None:
+        body["input"] = values
+    made = Client(load_config()).json("POST", "schedules", json=body)
+    print(f"Schedule {made['id']} created: {_schedule_when(made)}, next run {made['next_run_at']}.")
+
+
+def cmd_schedule_list(args: argparse.Namespace) -> None:
+    found = Client(load_config()).json("GET", "schedules")
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return
+    rows = []
+    for s in found:
+        last = s["last_run"] or {}
+        state = last.get("job_state") or last.get("state") or "-"
+        job = f"job {last['job']} " if last.get("job") else ""
+        rows.append([s["id"], s["app"], s["procedure"], _schedule_when(s), "paused" if s["paused"] else s["next_run_at"],
+                     f"{job}{state}"])  # fmt: skip
+    print_table(rows, ["ID", "APP", "PROCEDURE", "WHEN", "NEXT", "LAST"])
+
+
+def cmd_schedule_change(args: argparse.Namespace) -> None:
+    client = Client(load_config())
+    if args.action == "delete":
+        client.request("DELETE", f"schedules/{args.id}")
+        print(f"Schedule {args.id} deleted.")
+        return
+    client.json("PATCH", f"schedules/{args.id}", json={"paused": args.action == "pause"})
+    print(f"Schedule {args.id} {args.action}d.")
+
+
+def cmd_schedule_runs(args: argparse.Namespace) -> None:
+    runs = Client(load_config()).json("GET", f"schedules/{args.id}/runs", params={"limit": args.limit})
+    rows = [[r["slot_at"], r["state"], r["job"], r["job_state"], r["message"]] for r in runs]
+    print_table(rows, ["SLOT", "STATE", "JOB", "JOB STATE", "MESSAGE"])
+
+
 def _follow_log(client: Client, job_id: int, echo: bool = True) -> None:
     offset = 0
     while True:
@@ -1036,6 +1087,34 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("-o", "--output")
     result.add_argument("--json", action="store_true", help="print the identifiers as JSON")
     result.set_defaults(func=cmd_job_result)
+
+    schedule = commands.add_parser("schedule", help="recurring runs of a solve").add_subparsers(
+        dest="schedule_command", required=True
+    )
+    create = schedule.add_parser("create", help="run a solve procedure on a cron expression or an interval")
+    create.add_argument("app")
+    create.add_argument("procedure")
+    timing = create.add_mutually_exclusive_group(required=True)
+    timing.add_argument("--cron", metavar="EXPR", help="five fields: minute hour day month weekday")
+    timing.add_argument("--every", type=int, metavar="SECONDS", help="an interval")
+    create.add_argument("--tz", default="UTC", help="the cron expression's time zone (default UTC)")
+    create.add_argument("--case", help="the id of a saved case to run on")
+    create.add_argument("--input", help="a JSON file of identifier values")
+    create.add_argument("--set", action="append", metavar="NAME=VALUE", help="one identifier value; repeatable")
+    create.add_argument("--overlap", choices=["skip", "queue"], default="skip", help="while the last run goes on")
+    create.add_argument("--missed", choices=["once", "skip"], default="once", help="slots missed during downtime")
+    create.set_defaults(func=cmd_schedule_create)
+    schedules_list = schedule.add_parser("list", help="your schedules")
+    schedules_list.add_argument("--json", action="store_true")
+    schedules_list.set_defaults(func=cmd_schedule_list)
+    for action in ("pause", "resume", "delete"):
+        change = schedule.add_parser(action, help=f"{action} a schedule")
+        change.add_argument("id", type=int)
+        change.set_defaults(func=cmd_schedule_change, action=action)
+    runs = schedule.add_parser("runs", help="a schedule's runs, the latest first")
+    runs.add_argument("id", type=int)
+    runs.add_argument("--limit", type=int, default=50)
+    runs.set_defaults(func=cmd_schedule_runs)
 
     runtime = commands.add_parser("runtime", help="signed runtimes: build and sign, add and retire (admins)")
     runtimes = runtime.add_subparsers(dest="runtime_command", required=True)

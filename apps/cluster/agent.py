@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
 from apps.catalog.environments import cache_sweep
+from apps.schedules.ticker import ticker_start
 
 from .election import Candidate
 from .failover import master_tick
@@ -56,6 +57,7 @@ class NodeAgent:
 
     def run(self, stopping: threading.Event) -> None:
         every = settings.PRO_HEARTBEAT_SECONDS / 2
+        ticker = ticker_start(stopping, self.node.name)  # fires due schedules; every node's tries
         while not stopping.wait(every):
             try:
                 self.tick()
@@ -64,6 +66,8 @@ class NodeAgent:
                 close_old_connections()
                 connection.close()
         try:
+            if ticker is not None:
+                ticker.join(timeout=5)
             self.candidate.resign()
             node_stop(node=self.node)
         finally:

@@ -4,6 +4,7 @@ from django.urls import path, re_path, reverse_lazy
 from apps.accounts import oidc
 from apps.accounts.login_views import PasswordLoginView, login_code, two_factor_page
 from apps.accounts.views import account
+from apps.schedules.views import schedules_page
 from sessions import job_views, webui
 
 from . import usage_views, views
@@ -52,6 +53,7 @@ urlpatterns = [
     path("apps/<slug:name>/versions/<str:version>/", views.version_detail, name="version"),
     path("apps/<slug:name>/versions/<str:version>/submit", job_views.job_submit, name="job-submit"),
     path("jobs/", job_views.job_list, name="jobs"),
+    path("schedules/", schedules_page, name="schedules"),
     path("jobs/<int:job_id>/", job_views.job_detail, name="job"),
     path("jobs/<int:job_id>/action", job_views.job_action, name="job-action"),
     path("statistics/", views.statistics, name="statistics"),
