@@ -4,8 +4,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from apps.accounts import api as accounts
 from apps.catalog import api as catalog
+from apps.schedules import api as schedules
 from apps.storage.api import StorageApi
+from apps.webhooks import api as webhooks
 from sessions import api as sessions
+from sessions.task_api import TaskRunApi
 from sessions.usage_api import UsageApi
 
 app_name = "api"
@@ -38,6 +41,7 @@ urlpatterns = [
     path("apps/<slug:name>/versions/<str:version>", catalog.VersionDetailApi.as_view(), name="app-version"),
     path("apps/<slug:name>/grants", catalog.GrantListApi.as_view(), name="app-grants"),
     path("apps/<slug:name>/grants/<int:grant_id>", catalog.GrantDetailApi.as_view(), name="app-grant"),
+    path("apps/<slug:app>/tasks/<str:procedure>", TaskRunApi.as_view(), name="app-task"),
     path("jobs", sessions.JobListApi.as_view(), name="jobs"),
     path("jobs/<int:job_id>", sessions.JobDetailApi.as_view(), name="job"),
     path("jobs/<int:job_id>/log", sessions.JobLogApi.as_view(), name="job-log"),
@@ -51,5 +55,11 @@ urlpatterns = [
     path("cases", sessions.CaseListApi.as_view(), name="cases"),
     path("cases/<str:case_id>", sessions.CaseDetailApi.as_view(), name="case"),
     path("usage", UsageApi.as_view(), name="usage"),
+    path("webhooks/deliveries", webhooks.DeliveryListApi.as_view(), name="webhook-deliveries"),
+    path("webhooks/secret", webhooks.SecretApi.as_view(), name="webhook-secret"),
+    path("webhooks/settings", webhooks.SettingsApi.as_view(), name="webhook-settings"),
+    path("schedules", schedules.ScheduleListApi.as_view(), name="schedules"),
+    path("schedules/<int:schedule_id>", schedules.ScheduleDetailApi.as_view(), name="schedule"),
+    path("schedules/<int:schedule_id>/runs", schedules.ScheduleRunListApi.as_view(), name="schedule-runs"),
     re_path(r"^storage/(?P<path>.*)$", StorageApi.as_view(), name="storage"),
 ]

@@ -24,6 +24,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase
 
+from .later import LaterResponse
+
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -48,10 +50,14 @@ class PooledASGIHandler(ASGIHandler):
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         context = contextvars.copy_context()  # what Django keeps per request (URLconf, language) goes along
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(request_threads(), context.run, self._respond, request)
+        response = await loop.run_in_executor(request_threads(), context.run, self._respond, request)
+        if isinstance(response, LaterResponse):
+            await response.complete()  # waits on the event loop: the request thread serves others meanwhile
+        return response
 
     def _respond(self, request: HttpRequest) -> HttpResponseBase:
         close_old_connections()  # this thread's connection: renewed when broken or too old
+        request.pro_may_answer_later = True  # type: ignore[attr-defined]  # see LaterResponse
         return self.get_response(request)
 
 

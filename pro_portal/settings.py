@@ -381,7 +381,11 @@ SPECTACULAR_SETTINGS = {
         "JobStateEnum": "sessions.models.JobState",
         "SessionStateEnum": "sessions.models.SessionState",
     },
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "pro_portal.openapi.link_to_portal"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "pro_portal.openapi.link_to_portal",
+        "sessions.task_schema.add_app_tasks",  # each published app's typed task operations
+    ],
 }
 
 # ---------------------------------------------------------------- the platform
@@ -502,11 +506,19 @@ PRO_SOLVE_POOL = env_int("PRO_SOLVE_POOL", 2, minimum=0)
 # interpreter's lock (measured: 528 job GETs a second with one, 419 with two, fewer with more);
 # more let a process go on with others while one waits on slow storage or a slow query.
 PRO_WEB_THREADS = env_int("PRO_WEB_THREADS", 1, minimum=1)
+# The longest a task call (POST /api/v1/apps/{app}/tasks/{procedure}?wait=N) may wait for its job.
+PRO_TASK_MAX_WAIT = env_float("PRO_TASK_MAX_WAIT", 300.0, minimum=0.0)
 # Idle solve workers and session managers wait for a notification (pro_portal.notify) and look at
 # the queue on their own only this often: the safety net, not the way work is found.
 PRO_QUEUE_SAFETY_POLL_SECONDS = env_float("PRO_QUEUE_SAFETY_POLL_SECONDS", 10.0, minimum=0.05)
 PRO_WORK_DIR = DATA_DIR / "work"
 PRO_MAX_CASE_BYTES = env_int("PRO_MAX_CASE_BYTES", 2 * 1024**3, minimum=1024)
+# Webhooks of jobs (apps.webhooks): each state change POSTed, signed, retried after these delays
+# (seconds) while it fails; hosts (or addresses, networks) a webhook may reach although loopback,
+# link-local or private (refused otherwise); the time one attempt may take.
+PRO_WEBHOOK_RETRY_DELAYS = [float(d) for d in env_list("PRO_WEBHOOK_RETRY_DELAYS", ["10", "30", "120", "600", "3600"])]
+PRO_WEBHOOK_ALLOWED_HOSTS = env_list("PRO_WEBHOOK_ALLOWED_HOSTS", [])
+PRO_WEBHOOK_TIMEOUT = env_float("PRO_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
 
 # ---------------------------------------------------------------- data sessions
 
@@ -562,3 +574,13 @@ PRO_ENV_CACHE_DAYS = env_float("PRO_ENV_CACHE_DAYS", 14, minimum=0)
 # Interpreters of other Python versions for runtimes that ask for them (the platform's own base
 # interpreter serves its version).
 PRO_PYTHONS = env_list("PRO_PYTHONS", [])
+
+# ---------------------------------------------------------------- schedules (docs/schedules.md)
+
+PRO_SCHEDULE_MIN_INTERVAL_SECONDS = env_int("PRO_SCHEDULE_MIN_INTERVAL_SECONDS", 60, minimum=1)
+PRO_SCHEDULE_POLL_SECONDS = env_float("PRO_SCHEDULE_POLL_SECONDS", 1.0, minimum=0.05)  # longest sleep of a ticker
+PRO_SCHEDULE_GRACE_SECONDS = env_float(
+    "PRO_SCHEDULE_GRACE_SECONDS", 60.0, minimum=0.1
+)  # a slot later than this: missed
+PRO_SCHEDULE_MAX_REFUSALS = env_int("PRO_SCHEDULE_MAX_REFUSALS", 5, minimum=1)  # refused runs in a row that pause it
+PRO_SCHEDULE_TICKER = env_bool("PRO_SCHEDULE_TICKER", True)  # this node's agent fires due schedules

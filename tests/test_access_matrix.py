@@ -64,6 +64,7 @@ BY_TOKEN = {"portal:password-reset-confirm"}
 def world(alice, bob, carol, dave, runtime, platform_public_key):
     """Alice's app, version, grant, job, data session, case, file and API key."""
     from apps.accounts.api_keys import api_key_create
+    from apps.schedules.services import Spec, schedule_create
     from apps.storage.services import storage_put
     from sessions import cases, data_sessions, jobs
     from sessions.runtime import package
@@ -78,7 +79,17 @@ def world(alice, bob, carol, dave, runtime, platform_public_key):
     case = cases.case_store(owner=alice, app=app, blob=case_to_bytes(CaseData(meta={})), name="mine")
     storage_put(user=alice, path="users/alice/secret.txt", stream=io.BytesIO(b"alice's"))
     _, key = api_key_create(user=alice, name="alice's script")
-    return {"app": app, "version": version, "grant": grant, "job": job, "session": session, "case": case, "key": key}
+    schedule = schedule_create(user=alice, spec=Spec(app=app.name, procedure="solve", cron="0 6 * * *"))
+    return {
+        "app": app,
+        "version": version,
+        "grant": grant,
+        "job": job,
+        "session": session,
+        "case": case,
+        "key": key,
+        "schedule": schedule,
+    }
 
 
 def object_paths(world) -> dict[str, str]:
@@ -93,6 +104,9 @@ def object_paths(world) -> dict[str, str]:
         "api:app-version": f"/api/v1/apps/{app}/versions/{v}",
         "api:app-grants": f"/api/v1/apps/{app}/grants",
         "api:app-grant": f"/api/v1/apps/{app}/grants/{world['grant'].pk}",
+        "api:app-task": f"/api/v1/apps/{app}/tasks/solve",
+        "api:schedule": f"/api/v1/schedules/{world['schedule'].pk}",
+        "api:schedule-runs": f"/api/v1/schedules/{world['schedule'].pk}/runs",
         "api:job": f"/api/v1/jobs/{job}",
         "api:job-log": f"/api/v1/jobs/{job}/log",
         "api:job-interrupt": f"/api/v1/jobs/{job}/interrupt",
