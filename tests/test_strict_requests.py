@@ -86,18 +86,31 @@ def test_the_schema_lists_the_json_bodies_this_module_reaches():
             ("PATCH", "/api/v1/apps/{name}/versions/{version}"),
             ("POST", "/api/v1/jobs"),
             ("POST", "/api/v1/sessions"),
+            ("POST", "/api/v1/apps/{app}/tasks/{procedure}"),
+            ("POST", "/api/v1/schedules"),
+            ("PATCH", "/api/v1/schedules/{schedule_id}"),
+            ("PATCH", "/api/v1/webhooks/settings"),
         ]
     )
 
 
-PATH_VALUES = {"{key}": "py311-highs@1.0", "{name}": "lab", "{version}": "1.0.0"}
+PATH_VALUES = {
+    "{key}": "py311-highs@1.0",
+    "{name}": "lab",
+    "{version}": "1.0.0",
+    "{app}": "lab",
+    "{procedure}": "solve",
+}
 
 
-def every_json_body_gets(client, body: str) -> list[tuple[str, object]]:
-    """Send ``body`` to every operation that takes JSON (with an admin's ``client``, which passes every permission)."""
+def every_json_body_gets(client, admin, body: str) -> list[tuple[str, object]]:
+    """Send ``body`` to every operation that takes JSON (with an ``admin``'s client, which passes every permission)."""
+    from apps.schedules.services import Spec, schedule_create
+
+    schedule = schedule_create(user=admin, spec=Spec(app="lab", procedure="solve", cron="0 6 * * *"))
     answers = []
     for method, template in json_body_operations():
-        url = template
+        url = template.replace("{schedule_id}", str(schedule.pk))
         for placeholder, value in PATH_VALUES.items():
             url = url.replace(placeholder, value)
         answers.append((f"{method} {template}", send(client, method, url, body)))
@@ -120,7 +133,7 @@ def every_json_body_gets(client, body: str) -> list[tuple[str, object]]:
 def test_every_json_body_refuses(body, code, says, admin_user, lab_app):
     client = api_as(admin_user)
     before, lab_before = counts(), state_of_lab()
-    for operation, response in every_json_body_gets(client, body):
+    for operation, response in every_json_body_gets(client, admin_user, body):
         assert response.status_code == 400, (operation, response.status_code, response.content)
         error = refused(response, code)
         assert says in error["message"], (operation, error)
@@ -137,8 +150,8 @@ def test_an_unknown_field_is_named_even_beside_valid_ones(api, alice, lab_app):
     body = {"app": "lab", "procedure": "solve", "data": {"cap": 3}}
     error = refused(api(alice).post("/api/v1/jobs", body, format="json"), "invalid")
     assert error["message"] == (
-        "data: Unknown field: this request takes app, input, input_case, memory_limit_mb, priority, procedure, "
-        "start_at, time_limit, version."
+        "data: Unknown field: this request takes app, input, input_case, memory_limit_mb, notify_email, priority, "
+        "procedure, start_at, time_limit, version, webhook_url."
     )
     assert list(error["detail"]) == ["data"]
     assert not Job.objects.exists()
