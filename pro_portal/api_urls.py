@@ -22,6 +22,7 @@ urlpatterns = [
         csp_update({"style-src": ["'unsafe-inline'"]})(SpectacularSwaggerSplitView.as_view(url_name="api:schema")),
         name="docs",
     ),
+    path("auth/me", accounts.MeApi.as_view(), name="me"),
     path("auth/tickets", accounts.TicketCreateApi.as_view(), name="tickets"),
     path("auth/tickets/current", accounts.CurrentTicketApi.as_view(), name="ticket-current"),
     path("auth/tickets/current/renew", accounts.TicketRenewApi.as_view(), name="ticket-renew"),

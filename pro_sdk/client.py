@@ -186,28 +186,15 @@ class Client:
     def storage_delete(self, path: str) -> None:
         self.request("DELETE", f"storage/{path.lstrip('/')}")
 
+    def me(self) -> dict[str, Any]:
+        """Whose the credential is: ``username``, ``role`` and ``credential`` (api_key or ticket)."""
+        return self.get("auth/me")
+
     def own_folder(self) -> str:
         """This user's private storage folder, ``users/<username>``."""
         if self._own_folder is None:
-            try:
-                username = self.get("auth/tickets/current")["username"]
-            except PlatformError as exc:
-                if exc.code != "ticket_required":
-                    raise
-                username = self._username_from_storage()
-            self._own_folder = f"users/{username}"
+            self._own_folder = f"users/{self.me()['username']}"
         return self._own_folder
-
-    def _username_from_storage(self) -> str:
-        # An API key does not say whose it is. A plain user sees only their own folder in users/,
-        # and only apps/ and users/ at the root; an admin sees everyone's folders and the
-        # platform's own at the root, and cannot be told apart from them this way.
-        mine = self.storage_list("users")
-        if len(mine) == 1 and {entry["name"] for entry in self.storage_list()} == {"apps", "users"}:
-            return mine[0]["name"]
-        raise ValueError(
-            "an admin's API key does not say whose it is: use a ticket, or solve(..., folder='users/<you>')"
-        )
 
     def _download(self, path: str, target: Path) -> Path:
         with self.request("GET", path, stream=True) as response, open(target, "wb") as sink:

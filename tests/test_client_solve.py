@@ -169,10 +169,11 @@ def test_whose_folder(published, alice, admin_user):
     lines: list[str] = []
     result = Client(published.url, api_key=ticket).solve(INSTANCES / "afiro.mps", log=lines.append)
     assert result.status == "Optimal" and any("users/alice/remote-solve/afiro-" in line for line in lines)
-    # An admin's API key says not whose it is: the admin names the folder.
+    # An API key says whose it is (GET /api/v1/auth/me), an admin's too; a folder of one's choice also works.
     admin = key_client(published, admin_user)
-    with pytest.raises(ValueError, match="folder="):
-        admin.solve(INSTANCES / "afiro.mps", log=None)
+    assert admin.me() == {"username": "root", "role": "admin", "credential": "api_key"}
+    assert admin.solve(INSTANCES / "afiro.mps", log=None).status == "Optimal"
+    assert own_files(admin, "users/root/remote-solve") == []
     result = admin.solve(INSTANCES / "afiro.mps", log=None, folder="users/root/models")
     assert result.status == "Optimal" and own_files(admin, "users/root/models") == []
 

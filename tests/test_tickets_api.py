@@ -114,3 +114,14 @@ def test_schema_and_docs(api, carol):
         assert path in paths
     docs = api(carol).get("/api/v1/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_me_says_whose_the_credential_is(api, carol, alice):
+    from apps.accounts.api_keys import api_key_create
+
+    assert api(carol).get("/api/v1/auth/me").json() == {"username": "carol", "role": "user", "credential": "ticket"}
+    raw, _ = api_key_create(user=alice, name="script")
+    keyed = APIClient()
+    keyed.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert keyed.get("/api/v1/auth/me").json() == {"username": "alice", "role": "publisher", "credential": "api_key"}
+    assert APIClient().get("/api/v1/auth/me").status_code == 401

@@ -12,7 +12,7 @@ from .api_keys import api_key_create, api_key_revoke
 from .authentication import TicketScope
 from .models import ApiKey, ApiTicket
 from .selectors import api_keys_of
-from .services import ticket_issue, ticket_max_expiry, ticket_renew, ticket_revoke
+from .services import ticket_issue, ticket_max_expiry, ticket_renew, ticket_revoke, user_role
 
 
 class TicketRequest(StrictSerializer):
@@ -54,6 +54,30 @@ class TicketCreateApi(APIView):
             }
         ).data
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+class MeResponse(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.CharField(help_text="admin, publisher or user")
+    credential = serializers.CharField(help_text="What the request came with: ticket, api_key or session")
+
+
+class MeApi(APIView):
+    """Who the request's credential belongs to (a script with an API key finds its own folder)."""
+
+    session_ticket_allowed = True
+
+    @extend_schema(responses={200: MeResponse})
+    def get(self, request):
+        credential = (
+            "api_key"
+            if isinstance(request.auth, ApiKey)
+            else "ticket"
+            if isinstance(request.auth, ApiTicket)
+            else "session"
+        )
+        body = {"username": request.user.username, "role": user_role(request.user), "credential": credential}
+        return Response(MeResponse(body).data)
 
 
 class CurrentTicketResponse(serializers.Serializer):
