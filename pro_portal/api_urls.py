@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from apps.accounts import api as accounts
 from apps.catalog import api as catalog
+from apps.connections import api as connections
 from apps.schedules import api as schedules
 from apps.storage.api import StorageApi
 from apps.webhooks import api as webhooks
@@ -59,6 +60,9 @@ urlpatterns = [
     path("webhooks/deliveries", webhooks.DeliveryListApi.as_view(), name="webhook-deliveries"),
     path("webhooks/secret", webhooks.SecretApi.as_view(), name="webhook-secret"),
     path("webhooks/settings", webhooks.SettingsApi.as_view(), name="webhook-settings"),
+    path("connections", connections.ConnectionListApi.as_view(), name="connections"),
+    path("connections/<slug:name>", connections.ConnectionDetailApi.as_view(), name="connection"),
+    path("connections/<slug:name>/apps/<slug:app>", connections.ConnectionGrantApi.as_view(), name="connection-grant"),
     path("schedules", schedules.ScheduleListApi.as_view(), name="schedules"),
     path("schedules/<int:schedule_id>", schedules.ScheduleDetailApi.as_view(), name="schedule"),
     path("schedules/<int:schedule_id>/runs", schedules.ScheduleRunListApi.as_view(), name="schedule-runs"),

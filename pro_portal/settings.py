@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "apps.cluster",
     "apps.portal",
     "apps.webhooks",
+    "apps.connections",
     "apps.schedules",
     "sessions",
 ]

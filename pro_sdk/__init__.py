@@ -6,6 +6,7 @@ does not depend on the platform's internal layout. ``App`` is the public name of
 published app).
 """
 
+from sessions.runtime.connections import ConnectionNotGranted, connection
 from sessions.runtime.loader import load_app
 
 try:  # HiGHS is optional for apps that do not solve
@@ -34,12 +35,14 @@ __all__ = [
     "AppDefinitionError",
     "Button",
     "Chart",
+    "ConnectionNotGranted",
     "Data",
     "DataError",
     "Field",
     "SolveContext",
     "Table",
     "attach_highs",
+    "connection",
     "has_solution",
     "load_app",
     "run_highs",

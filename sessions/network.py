@@ -42,13 +42,19 @@ class NetworkGrant:
     def __bool__(self) -> bool:
         return self.outbound or bool(self.targets)
 
+    def with_targets(self, extra: tuple[str, ...]) -> NetworkGrant:
+        """This grant and the ``host:port`` targets of ``extra`` (an app's connections)."""
+        return NetworkGrant(outbound=self.outbound, targets=tuple(dict.fromkeys([*self.targets, *map(_target, extra)])))
+
+
+def _target(text: str) -> tuple[str, int]:
+    host, _, port = str(text).rpartition(":")
+    return host.strip("[]"), int(port)
+
 
 def grant_of(app) -> NetworkGrant:
-    targets = []
-    for item in app.network_targets or []:
-        host, _, port = str(item).rpartition(":")
-        targets.append((host.strip("[]"), int(port)))
-    return NetworkGrant(outbound=app.network_outbound, targets=tuple(targets))
+    targets = tuple(_target(item) for item in app.network_targets or [])
+    return NetworkGrant(outbound=app.network_outbound, targets=targets)
 
 
 def _is_ip(host: str) -> bool:

@@ -28,6 +28,7 @@ from apps.accounts.models import ApiTicket
 from apps.accounts.services import ticket_issue_for_user, ticket_revoke
 from apps.catalog.environments import builtin_python, version_python
 from apps.catalog.keys import platform_private_key
+from apps.connections.services import Handover, connections_hand_over, masked
 from pro_portal import notify
 from sessions.runtime import package
 
@@ -52,7 +53,15 @@ POOL_USE_SECONDS = 600.0  # an environment's pool lasts this long after its last
 class WarmInterpreter:
     """A session process started ahead of need in its sandbox, waiting for its launch order on stdin."""
 
-    def __init__(self, python: Python, relay: Relays, grant: NetworkGrant | None = None, preload: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        python: Python,
+        relay: Relays,
+        grant: NetworkGrant | None = None,
+        preload: tuple[str, ...] = (),
+        handover: Handover | None = None,
+    ):
+        self.handover = handover or Handover()
         self.workdir = launcher.new_workdir("session")
         (self.workdir / "app").mkdir()  # mounted read-only; the package is extracted into it later
         pool_args = ["--pool"]
@@ -75,6 +84,7 @@ class WarmInterpreter:
                 env={"PRO_LISTEN_FD": str(self.listener.fileno())},
                 memory_limit_mb=settings.PRO_SESSION_MEMORY_MB,
                 network=grant or NetworkGrant(),
+                connections=self.handover.details,
                 read_only={API_SOCKET: self.api_socket},
                 pass_fds=(self.listener.fileno(),),
                 stdin=True,
@@ -106,6 +116,7 @@ class RunningSession:
         with open(self.workdir.with_name(self.workdir.name + ".log"), "ab") as sink:
             for raw in iter(lambda: self.process.stdout.readline(64 * 1024), b""):
                 if written < settings.PRO_SESSION_LOG_BYTES:
+                    raw = masked(raw.decode(errors="replace"), self.warm.handover.secrets).encode()
                     sink.write(raw)
                     sink.flush()
                     written += len(raw)
@@ -132,8 +143,10 @@ class SessionManager:
             candidate.discard()
         return self._warm(python)
 
-    def _warm(self, python: Python, grant: NetworkGrant | None = None) -> WarmInterpreter:
-        return WarmInterpreter(python, self.relay, grant, self.preloads.get(python, ()))
+    def _warm(
+        self, python: Python, grant: NetworkGrant | None = None, handover: Handover | None = None
+    ) -> WarmInterpreter:
+        return WarmInterpreter(python, self.relay, grant, self.preloads.get(python, ()), handover)
 
     def pool_sizes(self, default: Python | None) -> dict[Python, int]:
         """How many warm interpreters each Python gets: the default runtime's the full pool, every
@@ -171,12 +184,13 @@ class SessionManager:
         try:
             with default_storage.open(version.package_path, "rb") as handle:
                 archive = package.decrypt(handle.read(), platform_private_key())
-            grant = grant_of(version.app)
+            handover = connections_hand_over(app=version.app, actor=session.owner, purpose=f"data session {session.pk}")
+            grant = grant_of(version.app).with_targets(handover.targets)
             python = version_python(version)
             if version.environment is not None:
                 self.preloads[python] = tuple(version.environment.preload)
             # The warm pool has no grants: an app with network grants gets a sandbox of its own.
-            warm = self._warm(python, grant) if grant else self._take_warm(python)
+            warm = self._warm(python, grant, handover) if grant else self._take_warm(python)
             package.extract_archive(archive, warm.workdir / "app")
             scope = {"session": str(session.pk), "app": version.app.name}
             raw_ticket, ticket = ticket_issue_for_user(

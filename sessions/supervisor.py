@@ -43,6 +43,7 @@ from django.db import close_old_connections, connection
 
 from apps.catalog.environments import builtin_python, version_python
 from apps.catalog.keys import platform_private_key
+from apps.connections.services import Handover, connections_hand_over, masked
 from apps.storage import services as storage
 from pro_portal import notify
 from pro_portal.errors import ApplicationError
@@ -116,6 +117,7 @@ class SolveSupervisor:
         self.head_left = max(0, settings.PRO_JOB_LOG_MAX_BYTES // 2 - job.log_size)
         self.peak_memory_mb = 0.0  # what this attempt's sandbox used, as sampled (see ``_sample``)
         self.cpu_seconds = 0.0
+        self.handover = Handover()  # the app's granted connections, opened for this attempt
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -144,7 +146,8 @@ class SolveSupervisor:
     def _prepare(self) -> None:
         version = self.job.app_version
         self.python = version_python(version)
-        self.grant = grant_of(version.app)
+        self.handover = connections_hand_over(app=version.app, actor=self.job.owner, purpose=f"job {self.job.pk}")
+        self.grant = grant_of(version.app).with_targets(self.handover.targets)
         if self.pool is not None:
             preload = tuple(version.environment.preload) if version.environment is not None else ()
             self.warm = self.pool.take(
@@ -204,6 +207,7 @@ class SolveSupervisor:
             env={"PRO_CONTROL_FD": str(control_write)},
             memory_limit_mb=self.job.memory_limit_mb,
             network=self.grant,
+            connections=self.handover.details,
             pass_fds=(control_write,),
             stdin=True,
         )
@@ -220,6 +224,7 @@ class SolveSupervisor:
     def _log(self, line: str, partial: bool = False) -> None:
         """Buffer a log line; past ``LOG_BUFFER_BYTES`` the oldest buffered lines after the log's head are dropped."""
         text = line if partial or line.endswith("\n") else line + "\n"
+        text = masked(text, self.handover.secrets)
         with self.lock:
             if self.head_left > 0:
                 self.head_lines.append(text)

@@ -36,6 +36,7 @@ OWNER_GET_EXCEPTIONS = {
     "runtime": (403, b""),
     "environment": (403, b""),
     "wheel": (405, b""),
+    "connection": (403, b""),  # connections are the admins' too
 }
 
 
@@ -61,9 +62,10 @@ BY_TOKEN = {"portal:password-reset-confirm"}
 
 
 @pytest.fixture
-def world(alice, bob, carol, dave, runtime, platform_public_key):
-    """Alice's app, version, grant, job, data session, case, file and API key."""
+def world(alice, bob, carol, dave, admin_user, runtime, platform_public_key):
+    """Alice's app, version, grant, job, data session, case, file and API key (and an admin's connection)."""
     from apps.accounts.api_keys import api_key_create
+    from apps.connections.services import connection_create
     from apps.schedules.services import Spec, schedule_create
     from apps.storage.services import storage_put
     from sessions import cases, data_sessions, jobs
@@ -80,6 +82,7 @@ def world(alice, bob, carol, dave, runtime, platform_public_key):
     storage_put(user=alice, path="users/alice/secret.txt", stream=io.BytesIO(b"alice's"))
     _, key = api_key_create(user=alice, name="alice's script")
     schedule = schedule_create(user=alice, spec=Spec(app=app.name, procedure="solve", cron="0 6 * * *"))
+    connection_create(user=admin_user, name="warehouse", url="mysql://planner:pw@127.0.0.1:3306/plans")
     return {
         "app": app,
         "version": version,
@@ -107,6 +110,8 @@ def object_paths(world) -> dict[str, str]:
         "api:app-task": f"/api/v1/apps/{app}/tasks/solve",
         "api:schedule": f"/api/v1/schedules/{world['schedule'].pk}",
         "api:schedule-runs": f"/api/v1/schedules/{world['schedule'].pk}/runs",
+        "api:connection": "/api/v1/connections/warehouse",
+        "api:connection-grant": f"/api/v1/connections/warehouse/apps/{app}",
         "api:job": f"/api/v1/jobs/{job}",
         "api:job-log": f"/api/v1/jobs/{job}/log",
         "api:job-interrupt": f"/api/v1/jobs/{job}/interrupt",

@@ -29,9 +29,10 @@ def counts() -> dict[str, int]:
     """How many rows of everything a request body could create."""
     from apps.accounts.models import ApiKey, ApiTicket
     from apps.catalog.models import App, AppGrant, AppVersion
+    from apps.connections.models import ConnectionGrant
     from sessions.models import Case, DataSession, Job
 
-    models = (App, AppVersion, AppGrant, Job, Case, DataSession, ApiKey, ApiTicket)
+    models = (App, AppVersion, AppGrant, Job, Case, DataSession, ApiKey, ApiTicket, ConnectionGrant)
     return {model.__name__: model.objects.count() for model in models}
 
 
@@ -90,6 +91,8 @@ def test_the_schema_lists_the_json_bodies_this_module_reaches():
             ("POST", "/api/v1/schedules"),
             ("PATCH", "/api/v1/schedules/{schedule_id}"),
             ("PATCH", "/api/v1/webhooks/settings"),
+            ("POST", "/api/v1/connections"),
+            ("PATCH", "/api/v1/connections/{name}"),
         ]
     )
 
@@ -105,9 +108,11 @@ PATH_VALUES = {
 
 def every_json_body_gets(client, admin, body: str) -> list[tuple[str, object]]:
     """Send ``body`` to every operation that takes JSON (with an ``admin``'s client, which passes every permission)."""
+    from apps.connections.services import connection_create
     from apps.schedules.services import Spec, schedule_create
 
     schedule = schedule_create(user=admin, spec=Spec(app="lab", procedure="solve", cron="0 6 * * *"))
+    connection_create(user=admin, name="lab", url="mysql://planner:pw@127.0.0.1:3306/lab")  # {name} is "lab"
     answers = []
     for method, template in json_body_operations():
         url = template.replace("{schedule_id}", str(schedule.pk))

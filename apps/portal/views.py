@@ -27,6 +27,7 @@ from apps.catalog import services as publishing
 from apps.catalog.keys import platform_key_id
 from apps.catalog.models import AccessLevel
 from apps.cluster import selectors as cluster
+from apps.connections.selectors import connection_names_of_app
 from apps.storage import services as storage
 from pro_portal.errors import ApplicationError, Forbidden, NotFound
 from pro_portal.streaming import file_download
@@ -93,6 +94,7 @@ def app_detail(request: HttpRequest, name: str) -> HttpResponse:
         "grants": catalog.grants_of(app) if can_manage else [],
         "levels": AccessLevel.choices,
         "usage": app_usage(app) if can_manage else None,  # jobs and hours of the last 30 days
+        "connections": connection_names_of_app(app.pk) if can_manage else [],
     }
     return render(request, "portal/app_detail.html", context)
 

@@ -19,7 +19,6 @@ it in the clear, so it cannot be hashed. Its owner sees it once, when it is rota
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import functools
 import hashlib
@@ -28,7 +27,6 @@ import http.client
 import ipaddress
 import json
 import logging
-import os
 import secrets
 import socket
 import ssl
@@ -37,9 +35,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
@@ -49,6 +44,7 @@ from django.utils import timezone
 
 from apps.accounts.events import security_event
 from pro_portal.errors import ApplicationError
+from pro_portal.sealing import seal, unseal
 from sessions.models import FINISHED_STATES, Job, JobState
 
 from .models import Delivery, DeliveryStatus, OwnerSettings
@@ -67,21 +63,15 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # ---------------------------------------------------------------- the owner's secret
 
 
-@functools.cache
-def _cipher(secret_key: str) -> AESGCM:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"pro webhook secrets").derive(secret_key.encode())
-    return AESGCM(key)
+SEAL_PURPOSE = b"pro webhook secrets"
 
 
 def _encrypt(user_id: int, secret: str) -> str:
-    nonce = os.urandom(12)
-    sealed = _cipher(settings.SECRET_KEY).encrypt(nonce, secret.encode(), str(user_id).encode())
-    return base64.b64encode(nonce + sealed).decode()
+    return seal(secret, purpose=SEAL_PURPOSE, context=str(user_id))
 
 
 def _decrypt(user_id: int, stored: str) -> str:
-    raw = base64.b64decode(stored)
-    return _cipher(settings.SECRET_KEY).decrypt(raw[:12], raw[12:], str(user_id).encode()).decode()
+    return unseal(stored, purpose=SEAL_PURPOSE, context=str(user_id))
 
 
 def secret_rotate(*, user: User, request: Any = None) -> tuple[str, datetime]:

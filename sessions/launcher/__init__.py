@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 TERMINATE_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a sandbox
 REAP_TIMEOUT = 5.0  # seconds to wait for the sandbox's leader after SIGKILL
+CONNECTIONS_FILE = "/pro/connections.json"  # where a sandbox reads its granted connections
 
 __all__ = [
     "LaunchSpec",
@@ -92,6 +93,8 @@ class LaunchSpec:
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     network: NetworkGrant = field(default_factory=NetworkGrant)  # an admin's grant; none by default
+    # The app's granted connections, secrets included (apps.connections): a file only it reads.
+    connections: dict[str, dict[str, Any]] = field(default_factory=dict)
     memory_limit_mb: int | None = None
     max_processes: int | None = None
     read_only: dict[str, Path] = field(default_factory=dict)  # inside path -> host path
@@ -254,6 +257,7 @@ class SandboxedProcess:
             self.cgroup.remove()
         if self.network is not None:
             self.network.close()
+        connections_path(self.spec).unlink(missing_ok=True)
         if remove_workdir:
             shutil.rmtree(self.spec.workdir, ignore_errors=True)
 
@@ -297,9 +301,28 @@ def _joining(command: list[str], cgroup: SandboxCgroup | None) -> list[str]:
     return ["/bin/sh", "-c", script, "sh", *files, "--", *command]
 
 
+def connections_path(spec: LaunchSpec) -> Path:
+    return spec.workdir.with_name(f"{spec.workdir.name}.connections.json")
+
+
+def _hand_connections(spec: LaunchSpec, sandboxed: bool) -> LaunchSpec:
+    """Write the granted connections beside the working folder (not in it: nothing of them may
+    be kept with the job's files) and show them to the app read-only."""
+    if not spec.connections:
+        return spec
+    path = connections_path(spec)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(spec.connections, handle)
+    inside = CONNECTIONS_FILE if sandboxed else str(path)
+    read_only = {**spec.read_only, CONNECTIONS_FILE: path} if sandboxed else spec.read_only
+    return replace(spec, read_only=read_only, env={**spec.env, "PRO_CONNECTIONS_FILE": inside})
+
+
 def launch(spec: LaunchSpec) -> SandboxedProcess:
     """Start the app process in its sandbox; raise :class:`SandboxUnavailable` where none can be made."""
     sandboxed = mode() == "bubblewrap"
+    spec = _hand_connections(spec, sandboxed)
     env = _environment(spec, sandboxed)
     app_command = [spec.interpreter, "-m", spec.module, *spec.args]
     stdio: dict[str, Any] = {
@@ -332,6 +355,7 @@ def launch(spec: LaunchSpec) -> SandboxedProcess:
     except BaseException:
         os.close(info_read)
         network.close()
+        connections_path(spec).unlink(missing_ok=True)
         if cgroup is not None:
             cgroup.remove()
         raise

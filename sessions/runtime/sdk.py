@@ -663,6 +663,12 @@ class SolveContext:
             return None
         return max(0.0, self.time_limit - (time.monotonic() - self.started))
 
+    def connection(self, name: str, *, engine: bool = False) -> Any:
+        """A connection an admin granted the app (:func:`sessions.runtime.connections.connection`)."""
+        from .connections import connection
+
+        return connection(name, engine=engine)
+
     def local_path(self, storage_path: str) -> Path:
         """A local file for a storage path (``apps/<app>/data/...``)."""
         if self.storage_root is None:

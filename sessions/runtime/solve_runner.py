@@ -160,6 +160,9 @@ class ServerSolveContext:
     def remaining_time(self) -> float | None:
         return self._base.remaining_time()
 
+    def connection(self, name: str, *, engine: bool = False) -> Any:
+        return self._base.connection(name, engine=engine)
+
     def local_path(self, storage_path: str) -> Path:
         """Ask the worker for a storage file; it checks the job owner's access and copies it here."""
         self._send({"type": "fetch", "path": storage_path}, now=True)
