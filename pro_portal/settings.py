@@ -72,6 +72,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.cluster.metrics.RequestMetrics",
     "apps.accounts.middleware.ClientAddressMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -416,6 +417,8 @@ PRO_MAX_UPLOAD_BYTES = env_int("PRO_MAX_UPLOAD_BYTES", 10 * 1024**3, minimum=102
 PRO_PLATFORM_KEY = env_str("PRO_PLATFORM_KEY")
 PRO_PLATFORM_KEY_PATH = DATA_DIR / "keys" / "platform_key.pem"
 PRO_NODE_NAME = env_str("PRO_NODE_NAME", socket.gethostname())
+# /metrics (apps.cluster.metrics): admins read it, and so does a scraper holding this token.
+PRO_METRICS_TOKEN = env_str("PRO_METRICS_TOKEN")  # or PRO_METRICS_TOKEN_FILE
 # A node with no role (PRO_NODE_ROLES=none) is a backend node: its agent and its task workers only.
 PRO_NODE_ROLES = [role for role in env_list("PRO_NODE_ROLES", ["web", "sessions", "solves"]) if role != "none"]
 if set(PRO_NODE_ROLES) - {"web", "sessions", "solves"}:

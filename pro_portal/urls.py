@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.accounts.login_views import admin_login
+from apps.cluster.api import MetricsApi
 from apps.portal.views import favicon, healthz
 
 from .errors import json_not_found, json_server_error
@@ -17,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("pro_portal.api_urls")),
     path("oidc/", include("mozilla_django_oidc.urls")),  # single sign-on: authenticate/, callback/
     path("healthz", healthz, name="healthz"),
+    path("metrics", MetricsApi.as_view(), name="metrics"),
     path("favicon.ico", favicon, name="favicon"),
     path("", include("apps.portal.urls")),
 ]

@@ -15,12 +15,14 @@ Ctrl-C or SIGTERM stops every child: SIGTERM, then SIGKILL for those still runni
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -43,6 +45,15 @@ def web_workers() -> int:
     """How many web server processes: PRO_WEB_WORKERS, else one per core this process may use."""
     configured = env_int("PRO_WEB_WORKERS", 0, minimum=0)
     return configured or max(1, len(os.sched_getaffinity(0)))
+
+
+def fresh_metrics_folder() -> Path:
+    """Where the web server processes of this node keep their request metrics (prometheus_client's
+    multiprocess files), emptied at each start: the counts of a previous run are not carried over."""
+    folder = Path(settings.DATA_DIR) / "metrics" / settings.PRO_NODE_NAME
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o700)
+    return folder
 
 
 def backoff_delay(failures: int) -> float:
@@ -152,8 +163,9 @@ class Command(BaseCommand):
         # after an error).
         keep = {"PRO_DB_CONN_MAX_AGE": env_str("PRO_DB_CONN_MAX_AGE", "600")}
         background = {**keep, "PRO_DB_CONN_HEALTH_CHECKS": env_str("PRO_DB_CONN_HEALTH_CHECKS", "false")}
+        web = {**keep, "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_folder())}
         children = [
-            Child(name, cmd, background if name in ("workers", "solves", "sessions", "agent") else keep)
+            Child(name, cmd, background if name in ("workers", "solves", "sessions", "agent") else web)
             for name, cmd in self._children(host, port).items()
         ]
         stopping = stop_on_signals()
