@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from apps.catalog.selectors import apps_for_user
 from pro_portal.errors import NotFound
+from pro_portal.prepared import PreparedQuery
 
 from .models import LIVE_SESSION_STATES, Case, DataSession, Job, JobState, SessionState
 
@@ -48,11 +49,28 @@ def jobs_for_user(user: User) -> QuerySet[Job]:
     return jobs if user.is_superuser else jobs.filter(owner=user)
 
 
+# One job as a user sees it: what every poll of a job's page, log or result asks, compiled once.
+_JOB_OF_USER: PreparedQuery[Job] = PreparedQuery(
+    lambda admin, job_id, owner_id: (
+        Job.objects.select_related("owner", "app_version__app")
+        .only(*JOB_COLUMNS)
+        .filter(pk=job_id, **({} if admin else {"owner_id": owner_id}))
+    ),
+    "job_id",
+    "owner_id",
+)
+BIGINT = 2**63
+
+
 def job_get_for_user(user: User, job_id: Any) -> Job:
     try:
-        return jobs_for_user(user).get(pk=int(job_id))
-    except (Job.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"There is no job {job_id} you have access to.") from None
+        number = int(job_id)
+    except (ValueError, TypeError):
+        number = BIGINT
+    found = _JOB_OF_USER.fetch(user.is_superuser, job_id=number, owner_id=user.pk) if abs(number) < BIGINT else []
+    if not found:
+        raise NotFound(f"There is no job {job_id} you have access to.")
+    return found[0]
 
 
 JOB_FILTERS = ("state", "app", "owner", "since", "until", "q")

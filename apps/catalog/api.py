@@ -157,8 +157,7 @@ class AppListApi(APIView):
 
     @extend_schema(responses=AppOut(many=True))
     def get(self, request):
-        apps = selectors.with_versions(selectors.apps_for_user(request.user))
-        return Response(app_out(request, apps, many=True))
+        return Response(app_out(request, selectors.app_list_for_user(request.user), many=True))
 
     @extend_schema(
         request={"multipart/form-data": PublishForm, "application/octet-stream": bytes},

@@ -10,6 +10,7 @@ from django.core.files.storage import default_storage
 from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Value, When
 
 from pro_portal.errors import Forbidden, NotFound
+from pro_portal.prepared import PreparedQuery
 
 from .models import MANAGER_ACCESS, AccessLevel, App, AppGrant, AppVersion, Environment, Runtime, VerificationState
 
@@ -95,6 +96,37 @@ def with_versions(apps: QuerySet[App]) -> QuerySet[App]:
     return apps.prefetch_related(Prefetch("versions", queryset=every, to_attr="every_version"))
 
 
+def _stand_in(admin: bool, user_id: int) -> User:
+    """A user of that id and rank, for building a prepared query (nothing of it is saved)."""
+    return User(pk=user_id, is_superuser=admin)
+
+
+def _visible_versions(admin: bool, user_id: int) -> QuerySet[AppVersion]:
+    every = AppVersion.objects.select_related(*VERSION_RELATIONS).defer(*LIST_DEFERRED)
+    return every if admin else every.filter(app__in=apps_for_user(_stand_in(admin, user_id)).values("pk"))
+
+
+# The app list, which every catalogue page and script reads: both of its queries compiled once.
+_APPS_OF_USER: PreparedQuery[App] = PreparedQuery(
+    lambda admin, user_id: apps_for_user(_stand_in(admin, user_id)), "user_id"
+)
+_VERSIONS_OF_USER: PreparedQuery[AppVersion] = PreparedQuery(_visible_versions, "user_id")
+
+
+def app_list_for_user(user: User) -> list[App]:
+    """What ``with_versions(apps_for_user(user))`` reads, in two prepared queries."""
+    apps = _APPS_OF_USER.fetch(user.is_superuser, user_id=user.pk)
+    by_app: dict[int, App] = {app.pk: app for app in apps}
+    for app in apps:
+        app.every_version = []  # type: ignore[attr-defined]
+    for version in _VERSIONS_OF_USER.fetch(user.is_superuser, user_id=user.pk):
+        owner = by_app.get(version.app_id)
+        if owner is not None:
+            version.app = owner
+            owner.every_version.append(version)  # type: ignore[attr-defined]
+    return apps
+
+
 def versions_for_user(user: User, app: App) -> list[AppVersion]:
     """The app's versions, newest first.
 
@@ -111,7 +143,7 @@ def versions_for_user(user: User, app: App) -> list[AppVersion]:
 def catalogue_for_user(user: User) -> list[tuple[App, list[AppVersion]]]:
     """The apps a user may see that have a version they may use, with those versions, by category and title."""
     listed = []
-    for app in with_versions(apps_for_user(user).order_by("category", "title")):
+    for app in sorted(app_list_for_user(user), key=lambda app: (app.category.casefold(), app.title.casefold())):
         versions = versions_for_user(user, app)
         if versions:
             listed.append((app, versions))
