@@ -129,8 +129,8 @@ def wait_reason(job: Job) -> str:
     if job.not_before > timezone.now():
         return f"It starts at {timezone.localtime(job.not_before):%Y-%m-%d %H:%M}, as asked."
     limit = running_limits({job.owner_id}).get(job.owner_id)
-    running = running_per_owner({job.owner_id}).get(job.owner_id, 0)
-    if limit is not None and running >= limit:
+    running = running_per_owner({job.owner_id}).get(job.owner_id, 0) if limit is not None else 0
+    if limit is not None and running >= limit:  # the count only under a quota: a queued job's every poll asks this
         return f"{job.owner.username} has {running} solves running, the quota: it starts when one of them ends."
     if settings.PRO_SEATS:
         holders = seat_holders()
