@@ -572,6 +572,8 @@ def _schedule_when(s: dict[str, Any]) -> str:
 def cmd_schedule_create(args: argparse.Namespace) -> None:
     body: dict[str, Any] = {"app": args.app, "procedure": args.procedure, "overlap": args.overlap}
     body["missed"] = args.missed
+    if args.app_version:
+        body["version"] = args.app_version
     if args.cron:
         body.update(cron=args.cron, timezone=args.tz)
     else:
@@ -1098,6 +1100,9 @@ def build_parser() -> argparse.ArgumentParser:
     timing.add_argument("--cron", metavar="EXPR", help="five fields: minute hour day month weekday")
     timing.add_argument("--every", type=int, metavar="SECONDS", help="an interval")
     create.add_argument("--tz", default="UTC", help="the cron expression's time zone (default UTC)")
+    create.add_argument(
+        "--app-version", metavar="VERSION", help="run this version of the app (default: the latest at each run)"
+    )
     create.add_argument("--case", help="the id of a saved case to run on")
     create.add_argument("--input", help="a JSON file of identifier values")
     create.add_argument("--set", action="append", metavar="NAME=VALUE", help="one identifier value; repeatable")

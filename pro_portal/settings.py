@@ -8,6 +8,7 @@ an in-memory channel layer) run one machine; ``DATABASE_URL``, ``PRO_STORAGE_URL
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import socket
 from datetime import timedelta
@@ -523,6 +524,11 @@ PRO_MAX_CASE_BYTES = env_int("PRO_MAX_CASE_BYTES", 2 * 1024**3, minimum=1024)
 PRO_WEBHOOK_RETRY_DELAYS = [float(d) for d in env_list("PRO_WEBHOOK_RETRY_DELAYS", ["10", "30", "120", "600", "3600"])]
 PRO_WEBHOOK_ALLOWED_HOSTS = env_list("PRO_WEBHOOK_ALLOWED_HOSTS", [])
 PRO_WEBHOOK_TIMEOUT = env_float("PRO_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
+# The address users reach the portal at (https://opt.example.com): webhooks and e-mails link to
+# job pages with it; unset, they carry the page's path only.
+PRO_PUBLIC_URL = env_str("PRO_PUBLIC_URL").rstrip("/")
+if PRO_PUBLIC_URL and not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", PRO_PUBLIC_URL):
+    raise ImproperlyConfigured(f"PRO_PUBLIC_URL={PRO_PUBLIC_URL!r} is not an http:// or https:// address.")
 
 # ---------------------------------------------------------------- data sessions
 

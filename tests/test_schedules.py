@@ -453,3 +453,23 @@ def test_a_one_second_schedule_on_two_nodes_runs_once_per_slot(cluster, lab, ali
     assert len({run.job_id for run in submitted}) == len(submitted)
     assert Job.objects.filter(owner=alice).count() == len(submitted)
     assert {run.node for run in runs} <= {"n1", "n2"}
+
+
+def test_a_schedule_keeps_its_version_or_follows_the_latest(lab, alice, tmp_path, platform_public_key):
+    import shutil
+
+    from pro_portal.errors import ApplicationError
+    from tests.helpers import LAB, publish_folder
+
+    folder = tmp_path / "lab"
+    shutil.copytree(LAB, folder)
+    manifest = folder / "manifest.toml"
+    manifest.write_text(manifest.read_text().replace('version = "1.0.0"', 'version = "1.1.0"'))
+    publish_folder(alice, folder, platform_public_key)
+    kept = make(alice, {"interval_seconds": 10}, version="1.0.0")
+    follows = make(alice, {"interval_seconds": 10})
+    assert (kept.version, follows.version) == ("1.0.0", "latest")
+    runs = {run.schedule_id: run.job.app_version.version for run in tick(10.01)}
+    assert runs == {kept.pk: "1.0.0", follows.pk: "1.1.0"}
+    with pytest.raises(ApplicationError, match="no version"):
+        make(alice, {"interval_seconds": 10}, version="9.9.9")

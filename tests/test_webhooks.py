@@ -446,3 +446,20 @@ def test_a_real_node_posts_queued_running_succeeded(api, alice, lab, storage_fol
         if "workers" in node.processes:  # django-q2's cluster, not one of the node's own: its group is ended here
             stop_group(node.processes.pop("workers"), timeout=5)
         node.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "answer"),
+    [
+        ("https://opt.example.com/", "https://opt.example.com/jobs/7/"),
+        ("http://10.0.0.5:8000/pro", "http://10.0.0.5:8000/pro/jobs/7/"),
+        ("opt.example.com", "not an http:// or https:// address"),
+        ("javascript:alert(1)", "not an http:// or https:// address"),
+    ],
+)
+def test_job_links_use_the_public_address_and_a_bad_one_stops_the_start(tmp_path, monkeypatch, value, answer):
+    from tests.helpers import probe
+
+    script = "import django; django.setup()\nfrom apps.webhooks.services import job_page_url\nprint(job_page_url(7))\n"
+    result = probe(tmp_path, monkeypatch, script=script, PRO_PUBLIC_URL=value)
+    assert answer in result.stdout + result.stderr

@@ -22,6 +22,9 @@ class Schedule(models.Model):
     name = models.CharField(max_length=200, blank=True)
     app = models.ForeignKey("catalog.App", on_delete=models.CASCADE, related_name="schedules")
     procedure = models.CharField(max_length=100)
+    version = models.CharField(
+        max_length=64, default="latest", help_text="The app version its runs use: latest (at each run) or a fixed one."
+    )
     cron = models.CharField(max_length=200, blank=True, help_text="Five fields; empty for an interval schedule.")
     timezone = models.CharField(max_length=64, default="UTC", help_text="The time zone of the cron expression.")
     interval_seconds = models.PositiveIntegerField(null=True, blank=True)

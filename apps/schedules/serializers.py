@@ -18,6 +18,9 @@ INPUT_HELP = "Identifier values, as for a job's input; identifiers not given kee
 
 class ScheduleFields(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    version = serializers.CharField(
+        max_length=64, required=False, help_text="latest (the default: the newest at each run) or a version to keep."
+    )
     cron = serializers.CharField(
         max_length=200, required=False, allow_blank=True, help_text="Five fields: minute hour day month weekday."
     )
@@ -76,6 +79,7 @@ class ScheduleOut(OutputSerializer):
             "owner",
             "app",
             "procedure",
+            "version",
             "cron",
             "timezone",
             "interval_seconds",

@@ -37,7 +37,17 @@ logger = logging.getLogger(__name__)
 
 STALE_SUBMITTING = timedelta(minutes=5)  # a run left 'submitting' this long: its node stopped mid-submit
 MAX_INTERVAL = 366 * 86400
-EDITABLE = ("name", "cron", "timezone", "interval_seconds", "input_values", "input_case", "overlap", "missed")
+EDITABLE = (
+    "name",
+    "version",
+    "cron",
+    "timezone",
+    "interval_seconds",
+    "input_values",
+    "input_case",
+    "overlap",
+    "missed",
+)
 
 
 # ---------------------------------------------------------------- slots
@@ -105,6 +115,7 @@ class Spec:
 
     app: str
     procedure: str
+    version: str = "latest"
     name: str = ""
     cron: str = ""
     timezone: str = "UTC"
@@ -131,7 +142,9 @@ def _checked(user: User, spec: Spec) -> Any:
         raise ApplicationError(f"The interval must be at least {minimum} s on this platform.", code="invalid")
     if spec.overlap not in Overlap.values or spec.missed not in Missed.values:
         raise ApplicationError("overlap is skip or queue; missed is once or skip.")
-    version = version_resolve_for_user(user, spec.app, "latest")
+    if not isinstance(spec.version, str) or not 0 < len(spec.version) <= 64:
+        raise ApplicationError("The version is latest or a version of the app.", code="invalid")
+    version = version_resolve_for_user(user, spec.app, spec.version)
     procedures = {p["name"]: p for p in version.manifest.get("interface", {}).get("procedures", [])}
     if procedures.get(spec.procedure, {}).get("kind") != "solve":
         names = ", ".join(n for n, p in procedures.items() if p.get("kind") == "solve") or "none"
@@ -162,6 +175,7 @@ def schedule_create(*, user: User, spec: Spec, request: Any = None, now: datetim
         app=app,
         name=spec.name,
         procedure=spec.procedure,
+        version=spec.version,
         cron=spec.cron,
         timezone=spec.timezone or "UTC",
         interval_seconds=spec.interval_seconds,
@@ -306,6 +320,7 @@ def _submit(run: ScheduleRun, schedule: Schedule) -> None:
             user=owner,
             app_name=schedule.app.name,
             procedure=schedule.procedure,
+            version=schedule.version,
             input_values=schedule.input_values if schedule.input_case is None else None,
             input_case_id=schedule.input_case,
         )

@@ -38,6 +38,7 @@ def _spec(form: Any) -> services.Spec:
     return services.Spec(
         app=form.get("app", ""),
         procedure=form.get("procedure", ""),
+        version=form.get("version", "").strip() or "latest",
         name=form.get("name", "")[:200],
         cron=form.get("cron", "").strip() if timing == "cron" else "",
         timezone=form.get("timezone", "").strip() or "UTC",

@@ -251,8 +251,7 @@ def job_payload(job: Job) -> dict[str, Any]:
 
 def job_page_url(job_id: int) -> str:
     path = reverse("portal:job", kwargs={"job_id": job_id})
-    base = getattr(settings, "PRO_PUBLIC_URL", "") or ""
-    return base.rstrip("/") + path
+    return settings.PRO_PUBLIC_URL + path
 
 
 def _event_of(job: Job, state: str) -> str:
