@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.catalog.models import AppVersion
 from apps.catalog.selectors import catalogue_for_user
 
 SCALAR_TYPES = {"float": "number", "int": "integer", "bool": "boolean", "str": "string"}
@@ -21,11 +22,13 @@ def add_app_tasks(result: dict, generator: Any, request: Any, public: bool) -> d
     if user is None or not user.is_authenticated:
         return result  # who may run what is not for strangers to read
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    for app, versions in catalogue_for_user(user):
-        latest = next((v for v in versions if v.is_latest), versions[0] if versions else None)
-        if latest is None:
-            continue
-        interface = latest.manifest.get("interface", {})
+    listed = [
+        (app, next((v for v in versions if v.is_latest), versions[0])) for app, versions in catalogue_for_user(user)
+    ]
+    # The lists read no manifests: the latest versions' are read here, in one query.
+    manifests = dict(AppVersion.objects.filter(pk__in=[v.pk for _, v in listed]).values_list("pk", "manifest"))
+    for app, latest in listed:
+        interface = manifests.get(latest.pk, {}).get("interface", {})
         for procedure in interface.get("procedures", []):
             if procedure.get("kind") != "solve":
                 continue

@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db.models import Case, CharField, Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Value, When
+from django.db.models.fields.json import KeyTransform
 
 from pro_portal.errors import Forbidden, NotFound
 from pro_portal.prepared import PreparedQuery
@@ -102,7 +103,15 @@ def _stand_in(admin: bool, user_id: int) -> User:
 
 
 def _visible_versions(admin: bool, user_id: int) -> QuerySet[AppVersion]:
-    every = AppVersion.objects.select_related(*VERSION_RELATIONS).defer(*LIST_DEFERRED)
+    # Of the manifest only what a list shows (VersionOut): not the identifiers and their data.
+    interface = KeyTransform("interface", "manifest")
+    every = (
+        AppVersion.objects.select_related(*VERSION_RELATIONS)
+        .defer("manifest", *LIST_DEFERRED)
+        .annotate(
+            listed_pages=KeyTransform("pages", interface), listed_procedures=KeyTransform("procedures", interface)
+        )
+    )
     return every if admin else every.filter(app__in=apps_for_user(_stand_in(admin, user_id)).values("pk"))
 
 

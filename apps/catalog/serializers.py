@@ -125,10 +125,19 @@ class VersionOut(OutputSerializer):
         return reverse("portal:launch", args=[version.app.name, version.version])
 
     def get_pages(self, version: AppVersion) -> list[str]:
-        return [page.get("title", "") for page in version.manifest.get("interface", {}).get("pages", [])]
+        return [page.get("title", "") for page in _interface_part(version, "pages")]
 
     def get_procedures(self, version: AppVersion) -> list[dict]:
-        return version.manifest.get("interface", {}).get("procedures", [])
+        return _interface_part(version, "procedures")
+
+
+def _interface_part(version: AppVersion, part: str) -> list:
+    """``pages`` or ``procedures`` of the version's interface: read alone by the app lists
+    (``listed_<part>``, see apps.catalog.selectors), else from the whole manifest."""
+    listed = f"listed_{part}"
+    if hasattr(version, listed):
+        return getattr(version, listed) or []
+    return version.manifest.get("interface", {}).get(part, [])
 
 
 class NetworkOut(StrictSerializer):  # also the body of AppPatch's network, so strict
@@ -166,7 +175,11 @@ class AppOut(OutputSerializer):
         return self.context["access"](app)
 
     def get_versions(self, app: App) -> list[dict]:
-        return VersionOut(self.context["versions"](app), many=True).data
+        # One VersionOut for every app of a list (its fields are built once, not once per app).
+        child = self.context.get("version_out")
+        if child is None:
+            child = self.context["version_out"] = VersionOut(context=self.context)
+        return [child.to_representation(version) for version in self.context["versions"](app)]
 
     @extend_schema_field(NetworkOut)
     def get_network(self, app: App) -> dict:
