@@ -27,9 +27,10 @@ pytestmark = pytest.mark.live
 
 ROOT = Path(__file__).resolve().parents[1]
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
-# How each child of run_platform shows in its command line (the web server was daphne, is uvicorn).
+# How each child of run_platform shows in its command line (the web server: uvicorn, one process
+# per core, each started as pro_portal.web_process).
 CHILDREN = {
-    "web": re.compile(r" -m (uvicorn|daphne) "),
+    "web": re.compile(r" -m pro_portal\.web_process "),
     "workers": re.compile(r"manage\.py qcluster\b"),
     "agent": re.compile(r"manage\.py node_agent\b"),
     "solves": re.compile(r"manage\.py solve_worker\b"),
@@ -292,7 +293,7 @@ def test_http_port_moves_the_web_server(fresh, start_platform):
     platform = start_platform(fresh)
     platform.wait_healthy(f"http://127.0.0.1:{other_port}")
     web = platform.children()["web"]
-    assert re.search(rf" (-p|--port) {other_port} ", web.cmdline), web.cmdline
+    assert re.search(rf" --port {other_port}\b", web.cmdline), web.cmdline
     assert f"Platform up at http://127.0.0.1:{other_port}/" in platform.log()
     answer = requests.get(f"http://127.0.0.1:{other_port}/healthz", timeout=5).json()
     assert answer == {"status": "ok", "node": fresh.env["PRO_NODE_NAME"]}
@@ -336,3 +337,37 @@ def test_a_child_that_dies_is_restarted_and_counted(fresh, start_platform):
     assert_all_gone([*before, victim], platform.log())
     assert "Platform stopped." in platform.log()
     assert "stopped unexpectedly" not in platform.log().split("solves restarted")[1]  # Ctrl-C restarts nothing
+
+
+def test_a_port_in_use_stops_the_start_before_any_child(fresh):
+    """The web processes share their port (SO_REUSEPORT): one held by another server is refused."""
+    import socket
+
+    fresh.manage("migrate", "--noinput")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        fresh.env["PRO_HTTP_PORT"] = str(taken.getsockname()[1])
+        started = subprocess.run(
+            [*MANAGE, "run_platform"], cwd=ROOT, env=fresh.env, capture_output=True, text=True, timeout=120
+        )
+    assert started.returncode != 0
+    assert "is the platform running already?" in started.stderr
+    assert "Platform up" not in started.stdout
+
+
+def test_a_web_process_that_dies_is_restarted_and_the_others_serve_meanwhile(fresh, start_platform):
+    fresh.manage("migrate", "--noinput")
+    fresh.env["PRO_WEB_WORKERS"] = "2"
+    platform = start_platform(fresh)
+    platform.wait_healthy(fresh.url)
+    webs = [p for p in descendants(platform.process.pid) if CHILDREN["web"].search(p.cmdline)]
+    assert len(webs) == 2, webs
+    os.kill(webs[0].pid, signal.SIGKILL)
+    gone = wait_until(lambda: (read_proc(webs[0].pid) or webs[0]).state in "ZX" or read_proc(webs[0].pid) is None, 10)
+    assert gone
+    # Its socket went with it (a connection it had not taken yet was reset): every new one reaches the other.
+    assert all(requests.get(f"{fresh.url}/healthz", timeout=5).status_code == 200 for _ in range(20))
+    restarted = wait_until(
+        lambda: len([p for p in descendants(platform.process.pid) if CHILDREN["web"].search(p.cmdline)]) == 2, 30
+    )
+    assert restarted, platform.log()
+    assert "restarted" in platform.log()

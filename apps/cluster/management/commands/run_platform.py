@@ -17,6 +17,7 @@ Ctrl-C or SIGTERM stops every child: SIGTERM, then SIGKILL for those still runni
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +46,20 @@ def web_workers() -> int:
     """How many web server processes: PRO_WEB_WORKERS, else one per core this process may use."""
     configured = env_int("PRO_WEB_WORKERS", 0, minimum=0)
     return configured or max(1, len(os.sched_getaffinity(0)))
+
+
+def port_free(host: str, port: int) -> None:
+    """Refuse to start when something holds the port already (a platform left running, say): the
+    web processes' SO_REUSEPORT would otherwise share the port with it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections do not count
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(
+                f"Cannot serve on {host}:{port}: {exc.strerror} (is the platform running already?)"
+            ) from None
 
 
 def fresh_metrics_folder() -> Path:
@@ -108,28 +123,14 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Start the platform on this node: web (uvicorn), task workers (qcluster), the solve worker, the session manager and the node agent; restart a child that dies."
+    help = "Start the platform on this node: web (uvicorn, a process per core), task workers (qcluster), the solve worker, the session manager and the node agent; restart a child that dies."
 
     def _children(self, host: str, port: int) -> dict[str, list[str]]:
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         # uvicorn rather than daphne: daphne queues a whole request body in memory, uvicorn streams it.
-        web = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--ws",
-            "websockets-sansio",
-            # The platform reads X-Forwarded-For itself, from PRO_TRUSTED_PROXIES only.
-            "--no-proxy-headers",
-            # Django's ASGI application has no start-up or shut-down events to run; without this
-            # every server process says at each start that the protocol "appears unsupported".
-            "--lifespan",
-            "off",
-        ]
+        # One server process per core (PRO_WEB_WORKERS), each with a socket of its own on the same
+        # port (pro_portal/web_process.py): Python runs one request at a time per process.
+        web = [sys.executable, "-m", "pro_portal.web_process", "--host", host, "--port", str(port)]
         cert, key = env_str("PRO_TLS_CERT"), env_str("PRO_TLS_KEY")
         if cert or key:
             missing = [
@@ -140,12 +141,12 @@ class Command(BaseCommand):
                     f"HTTPS needs a certificate and its key: set {' and '.join(missing)} to a readable file."
                 )
             web += ["--ssl-certfile", cert, "--ssl-keyfile", key]
-        # One server process per core (PRO_WEB_WORKERS): Python runs one request at a time per process.
-        web += ["--workers", str(web_workers()), "--no-access-log", "pro_portal.asgi:application"]
         roles = set(settings.PRO_NODE_ROLES)
         children = {"agent": [*manage, "node_agent"]}
         if "web" in roles:
             children["web"] = web
+            for number in range(2, web_workers() + 1):
+                children[f"web-{number}"] = web
         children["workers"] = [*manage, "qcluster"]
         if "solves" in roles:
             children["solves"] = [*manage, "solve_worker"]
@@ -168,13 +169,18 @@ class Command(BaseCommand):
             Child(name, cmd, background if name in ("workers", "solves", "sessions", "agent") else web)
             for name, cmd in self._children(host, port).items()
         ]
+        if "web" in settings.PRO_NODE_ROLES:
+            port_free(host, port)
         stopping = stop_on_signals()
         for child in children:
             child.start()
         scheme = "https" if env_str("PRO_TLS_CERT") else "http"
         names = [c.name for c in children]
+        shown = [name for name in names if not name.startswith("web-")]
         where = f"at {scheme}://{host}:{port}/" if "web" in names else f"on node {settings.PRO_NODE_NAME}"
-        self.stdout.write(f"Platform up {where} ({', '.join(names)}; data in {settings.DATA_DIR}); Ctrl-C stops it.")
+        web_count = sum(1 for name in names if name == "web" or name.startswith("web-"))
+        shown = [f"web ({web_count} processes)" if name == "web" and web_count > 1 else name for name in shown]
+        self.stdout.write(f"Platform up {where} ({', '.join(shown)}; data in {settings.DATA_DIR}); Ctrl-C stops it.")
         try:
             self._supervise(children, stopping)
             failed = False
