@@ -25,20 +25,27 @@ from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]
 
 M = TypeVar("M", bound=Model)
-SENTINEL_BASE = -7_391_048_213  # an id no row has; each parameter gets its own
+# An id no row has, each parameter its own: within a 32-bit integer column's range, for Django
+# answers a value beyond a column's range with an empty result before any SQL is made.
+SENTINEL_BASE = -2_039_481_723
 
 
 @dataclass
 class _Compiled:
     sql: str
     params: tuple[Any, ...]
-    slots: dict[int, str]  # parameter position -> name
+    slots: dict[int, tuple[str, type]]  # parameter position -> name and the int type it is given as
     compiler: Any
     converters: Any
     init_list: list[str]
     model_range: tuple[int, int]
     populators: list[Any]
     database: str
+
+
+def _bound(values: dict[str, Any], name: str, wrapper: type) -> Any:
+    value = values[name]
+    return value if wrapper is int or value is None else wrapper(value)
 
 
 class PreparedQuery(Generic[M]):
@@ -58,7 +65,13 @@ class PreparedQuery(Generic[M]):
         compiler = queryset.query.get_compiler(using=database)
         sql, params = compiler.as_sql()  # also fills compiler.select and compiler.klass_info
         by_value = {value: name for name, value in sentinels.items()}
-        slots = {position: by_value[value] for position, value in enumerate(params) if value in by_value}
+        # A parameter may be a list (a JSON key path), or an int the backend wrapped in a type of
+        # its own (psycopg's Int4 for a Value on PostgreSQL): each slot keeps that wrapper.
+        slots = {
+            position: (by_value[int(value)], type(value))
+            for position, value in enumerate(params)
+            if isinstance(value, int) and not isinstance(value, bool) and int(value) in by_value
+        }
         klass_info, select = compiler.klass_info, compiler.select
         fields = klass_info["select_fields"]
         start, end = fields[0], fields[-1] + 1
@@ -85,7 +98,9 @@ class PreparedQuery(Generic[M]):
     def fetch(self, variant: Hashable, **values: Any) -> list[M]:
         """The model instances the query finds with ``values`` for its parameters."""
         prepared = self._compiled(variant)
-        params = [values[prepared.slots[i]] if i in prepared.slots else p for i, p in enumerate(prepared.params)]
+        params = [
+            _bound(values, *prepared.slots[i]) if i in prepared.slots else p for i, p in enumerate(prepared.params)
+        ]
         with connections[prepared.database].cursor() as cursor:
             cursor.execute(prepared.sql, params)
             rows = cursor.fetchall()
