@@ -9,6 +9,7 @@ from apps.schedules import api as schedules
 from apps.storage.api import StorageApi
 from apps.webhooks import api as webhooks
 from sessions import api as sessions
+from sessions import attempt_api as attempts
 from sessions.task_api import TaskRunApi
 from sessions.usage_api import UsageApi
 
@@ -50,6 +51,29 @@ urlpatterns = [
     path("jobs/<int:job_id>/interrupt", sessions.JobInterruptApi.as_view(), name="job-interrupt"),
     path("jobs/<int:job_id>/cancel", sessions.JobCancelApi.as_view(), name="job-cancel"),
     path("jobs/<int:job_id>/result", sessions.JobResultApi.as_view(), name="job-result"),
+    path("jobs/<int:job_id>/attempts/<int:attempt>/bundle", attempts.AttemptBundleApi.as_view(), name="attempt-bundle"),
+    path(
+        "jobs/<int:job_id>/attempts/<int:attempt>/environment",
+        attempts.AttemptEnvironmentApi.as_view(),
+        name="attempt-environment",
+    ),
+    path("jobs/<int:job_id>/attempts/<int:attempt>/files", attempts.AttemptFileApi.as_view(), name="attempt-files"),
+    path(
+        "jobs/<int:job_id>/attempts/<int:attempt>/heartbeat",
+        attempts.AttemptHeartbeatApi.as_view(),
+        name="attempt-heartbeat",
+    ),
+    path("jobs/<int:job_id>/attempts/<int:attempt>/log", attempts.AttemptLogApi.as_view(), name="attempt-log"),
+    path(
+        "jobs/<int:job_id>/attempts/<int:attempt>/progress",
+        attempts.AttemptProgressApi.as_view(),
+        name="attempt-progress",
+    ),
+    path("jobs/<int:job_id>/attempts/<int:attempt>/result", attempts.AttemptResultApi.as_view(), name="attempt-result"),
+    path("jobs/<int:job_id>/attempts/<int:attempt>/finish", attempts.AttemptFinishApi.as_view(), name="attempt-finish"),
+    path(
+        "jobs/<int:job_id>/attempts/<int:attempt>/release", attempts.AttemptReleaseApi.as_view(), name="attempt-release"
+    ),
     path("sessions", sessions.SessionListApi.as_view(), name="sessions"),
     path("sessions/<str:session_id>", sessions.SessionDetailApi.as_view(), name="session"),
     path("sessions/<str:session_id>/stop", sessions.SessionStopApi.as_view(), name="session-stop"),

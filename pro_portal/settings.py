@@ -8,9 +8,11 @@ an in-memory channel layer) run one machine; ``DATABASE_URL``, ``PRO_STORAGE_URL
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import secrets
 import socket
+import sys
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -529,6 +531,45 @@ PRO_WEBHOOK_TIMEOUT = env_float("PRO_WEBHOOK_TIMEOUT", 5.0, minimum=0.1)
 PRO_PUBLIC_URL = env_str("PRO_PUBLIC_URL").rstrip("/")
 if PRO_PUBLIC_URL and not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", PRO_PUBLIC_URL):
     raise ImproperlyConfigured(f"PRO_PUBLIC_URL={PRO_PUBLIC_URL!r} is not an http:// or https:// address.")
+
+# Where a solve node's claims run (sessions.executors, docs/executors.md): ``local`` (its own
+# sandboxes), ``slurm`` (one batch job per attempt) or ``kubernetes`` (one Job per attempt). A
+# node of another executor has up to PRO_EXECUTOR_SLOTS attempts at the engine at once (queued
+# there or running), polls the engine's states every PRO_EXECUTOR_POLL_SECONDS, and gives the
+# engine's job the API's address PRO_EXECUTOR_API_URL to report to.
+PRO_EXECUTOR = env_str("PRO_EXECUTOR", "local").strip().lower()
+if PRO_EXECUTOR not in ("local", "slurm", "kubernetes"):
+    raise ImproperlyConfigured(f"PRO_EXECUTOR={PRO_EXECUTOR!r}: use local (the default), slurm or kubernetes")
+PRO_EXECUTOR_SLOTS = env_int("PRO_EXECUTOR_SLOTS", 100, minimum=1)
+PRO_EXECUTOR_POLL_SECONDS = env_float("PRO_EXECUTOR_POLL_SECONDS", 2.0, minimum=0.1)
+PRO_EXECUTOR_API_URL = env_str("PRO_EXECUTOR_API_URL").rstrip("/")
+# The engine's queue (a Slurm partition, a Kubernetes namespace) of a job, by app or by its
+# owner's group: JSON {"default": "solve", "apps": {"big-model": "long"}, "groups": {"research": "gpu"}}.
+try:
+    PRO_EXECUTOR_QUEUES = json.loads(env_str("PRO_EXECUTOR_QUEUES", "{}") or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PRO_EXECUTOR_QUEUES is not JSON: {exc}") from None
+if not isinstance(PRO_EXECUTOR_QUEUES, dict) or not all(
+    isinstance(PRO_EXECUTOR_QUEUES.get(key, {}), dict) for key in ("apps", "groups")
+):
+    raise ImproperlyConfigured('PRO_EXECUTOR_QUEUES must be {"default": ..., "apps": {...}, "groups": {...}}')
+# Slurm: the configuration file of the cluster (empty: the commands' own default), extra sbatch
+# options (an account, a QOS), the platform's Python on the Slurm nodes and the folder there
+# where each attempt's working folder is made.
+PRO_SLURM_CONF = env_str("PRO_SLURM_CONF")
+PRO_SLURM_OPTIONS = env_str("PRO_SLURM_OPTIONS")
+PRO_SLURM_PYTHON = env_str("PRO_SLURM_PYTHON", sys.executable)
+PRO_SLURM_WORK_DIR = env_str("PRO_SLURM_WORK_DIR")  # empty: the temporary folder of the Slurm node
+# Kubernetes: the API server and this pod's service account (in-cluster defaults), the image of
+# the attempts' pods (the platform's own) and the namespace they run in.
+PRO_K8S_API_URL = env_str("PRO_K8S_API_URL", "https://kubernetes.default.svc").rstrip("/")
+PRO_K8S_TOKEN_FILE = env_str("PRO_K8S_TOKEN_FILE", "/var/run/secrets/kubernetes.io/serviceaccount/token")
+PRO_K8S_CA_FILE = env_str("PRO_K8S_CA_FILE", "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+PRO_K8S_NAMESPACE = env_str("PRO_K8S_NAMESPACE", "default")
+PRO_K8S_IMAGE = env_str("PRO_K8S_IMAGE", "pro-portal:latest")
+PRO_K8S_APP_DIR = env_str("PRO_K8S_APP_DIR", "/app")  # the platform's code in the image (the Dockerfile's WORKDIR)
+PRO_K8S_WORK_DIR = env_str("PRO_K8S_WORK_DIR", "/work")  # where the pod's emptyDir is mounted
+PRO_K8S_RUNNER_COMMAND = env_list("PRO_K8S_RUNNER_COMMAND", ["python", "-m", "sessions.remote_runner"])
 
 # ---------------------------------------------------------------- data sessions
 

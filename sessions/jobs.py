@@ -39,7 +39,7 @@ from . import fair_share
 from .cases import case_store
 from .locks import owner_lock
 from .models import FINISHED_STATES, Case, CaseKind, DataSession, Job, JobLogChunk, JobState
-from .selectors import case_get_for_user, jobs_running_on
+from .selectors import case_get_for_user, jobs_running_locally_on
 
 logger = logging.getLogger(__name__)
 
@@ -360,19 +360,21 @@ def job_changed(job: Job, state: str, **detail: Any) -> None:
 # ---------------------------------------------------------------- claiming and running
 
 
-def job_claim_next(*, node: str) -> Job | None:
+def job_claim_next(*, node: str, executor: str = "local") -> Job | None:
     """Claim the next job for ``node``: the highest priority first, then users in turn, then first
-    in, first out (:mod:`sessions.fair_share`); none of a user at their quota or without a seat."""
+    in, first out (:mod:`sessions.fair_share`); none of a user at their quota or without a seat.
+
+    ``executor`` is where the node runs the attempt (``PRO_EXECUTOR``), recorded on the job."""
     now = timezone.now()
     for turn in fair_share.turns(now):
-        job = _claim_turn(turn, node, now)
+        job = _claim_turn(turn, node, now, executor)
         if job is not None:
             job_changed(job, JobState.RUNNING, node=node)
             return job
     return None
 
 
-def _claim_turn(turn: fair_share.Turn, node: str, now: datetime) -> Job | None:
+def _claim_turn(turn: fair_share.Turn, node: str, now: datetime, executor: str) -> Job | None:
     """The user's oldest runnable job at the turn's priority, claimed (None if the turn was taken meanwhile)."""
     with transaction.atomic():
         owner_lock(turn.owner_id)  # the quota and seat counts below hold until the claim commits
@@ -383,6 +385,8 @@ def _claim_turn(turn: fair_share.Turn, node: str, now: datetime) -> Job | None:
             claimed = Job.objects.filter(pk=job_id, state=JobState.QUEUED).update(
                 state=JobState.RUNNING,
                 node=node,
+                executor=executor,
+                external_id="",
                 attempt=F("attempt") + 1,
                 started_at=now,
                 lease_expires_at=now + timedelta(seconds=settings.PRO_JOB_LEASE_SECONDS),
@@ -607,11 +611,12 @@ def jobs_requeue_from_node(*, node: str, reason: str) -> dict[str, list[int]]:
     """Requeue the running jobs of a node whose worker is gone (or fail those on their last attempt).
 
     Used by the master for a dead node and by a node's own worker for what its previous run left
-    running. Each job's log says what happened to the attempt; the node's late end of it, should
+    running. Attempts at an engine (Slurm, Kubernetes) are left alone: they run without the node,
+    and their lease runs out if neither their runner nor a node watches them any more. Each job's log says what happened to the attempt; the node's late end of it, should
     it come back, changes nothing (see ``job_finish``).
     """
     outcome: dict[str, list[int]] = {JobState.QUEUED: [], JobState.FAILED: []}
-    for job in jobs_running_on(node=node):
+    for job in jobs_running_locally_on(node=node):
         try:
             with transaction.atomic():  # one job apart from the others
                 outcome[_requeue_attempt(job=job, reason=reason)].append(job.pk)
@@ -623,6 +628,17 @@ def jobs_requeue_from_node(*, node: str, reason: str) -> dict[str, list[int]]:
         if ids:
             logger.warning("Jobs %s of node %s: %s", ids, node, "requeued" if state == JobState.QUEUED else "failed")
     return outcome
+
+
+def job_record_external(*, job: Job, external_id: str) -> bool:
+    """Record the engine's id of this attempt (its Slurm job, its Kubernetes Job); False if no longer ours."""
+    job.external_id = external_id
+    return _mine(job).update(external_id=external_id) == 1
+
+
+def job_requeue_lost(*, job: Job, reason: str) -> str:
+    """Requeue an attempt its engine lost (a node failure, a preemption, an eviction), or fail it on its last."""
+    return _requeue_attempt(job=job, reason=reason)
 
 
 def job_requeue_expired(*, job: Job) -> str:

@@ -62,6 +62,12 @@ class Job(models.Model):
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     node = models.CharField(max_length=200, blank=True)
+    executor = models.CharField(
+        max_length=16, blank=True, help_text="Where the current attempt runs: local, slurm or kubernetes."
+    )
+    external_id = models.CharField(
+        max_length=200, blank=True, help_text="The engine's id of the current attempt (a Slurm job id, a Job's name)."
+    )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     not_before = models.DateTimeField(default=timezone.now, help_text="The job is not started before this time.")

@@ -140,15 +140,26 @@ def job_result_case(job: Job) -> Case:
     return job.result_case
 
 
+REMOTE_EXECUTORS = ("slurm", "kubernetes")
+
+
 def job_requests(*, job: Job) -> dict[str, Any]:
     """What users asked of a running job since it started: interrupt and cancel times."""
     row = Job.objects.filter(pk=job.pk).values("interrupt_requested_at", "cancel_requested_at", "state").first()
     return dict(row) if row else {}
 
 
-def jobs_running_on(*, node: str) -> QuerySet[Job]:
-    """The jobs a node holds as running."""
-    return Job.objects.filter(state=JobState.RUNNING, node=node).select_related("app_version__app", "owner")
+def jobs_running_on(*, node: str, executor: str | None = None) -> QuerySet[Job]:
+    """The jobs a node holds as running (those it runs with ``executor``, when given)."""
+    found = Job.objects.filter(state=JobState.RUNNING, node=node)
+    if executor is not None:
+        found = found.filter(executor=executor)
+    return found.select_related("app_version__app", "owner")
+
+
+def jobs_running_locally_on(*, node: str) -> QuerySet[Job]:
+    """The jobs a node runs in its own sandboxes: those at an engine live on without it (their lease tells)."""
+    return jobs_running_on(node=node).exclude(executor__in=REMOTE_EXECUTORS)
 
 
 def jobs_with_expired_lease(*, now: datetime | None = None) -> list[Job]:

@@ -28,9 +28,10 @@ from apps.accounts.models import ApiTicket
 from apps.accounts.services import ticket_issue_for_user, ticket_revoke
 from apps.catalog.environments import builtin_python, version_python
 from apps.catalog.keys import platform_private_key
-from apps.connections.services import Handover, connections_hand_over, masked
+from apps.connections.services import Handover, connections_hand_over
 from pro_portal import notify
 from sessions.runtime import package
+from sessions.runtime.connections import masked
 
 from . import data_sessions as service
 from . import launcher, selectors

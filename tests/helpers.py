@@ -127,10 +127,10 @@ def verify_pending() -> None:
 class RunningWorker:
     """A solve worker in a thread of this process: ``with RunningWorker(2): ...``."""
 
-    def __init__(self, capacity: int, node: str = "test-node"):
+    def __init__(self, capacity: int, node: str = "test-node", executor: str = "local"):
         from sessions.supervisor import SolveWorker
 
-        self.worker = SolveWorker(node, capacity)
+        self.worker = SolveWorker(node, capacity, executor=executor)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.worker.run, args=(self.stopping,), daemon=True)
 

@@ -38,6 +38,9 @@ OWNER_GET_EXCEPTIONS = {
     "wheel": (405, b""),
     "connection": (403, b""),  # connections are the admins' too
 }
+# The attempt API answers only the ticket of that attempt (tests/test_remote_attempts.py): the owner's own is refused.
+ATTEMPT_ROUTES = ("bundle", "environment", "files", "heartbeat", "log", "progress", "result", "finish", "release")
+OWNER_GET_EXCEPTIONS.update({f"attempt-{name}": (403, b"not this attempt") for name in ATTEMPT_ROUTES})
 
 
 def object_routes() -> dict[str, str]:
@@ -117,6 +120,7 @@ def object_paths(world) -> dict[str, str]:
         "api:job-interrupt": f"/api/v1/jobs/{job}/interrupt",
         "api:job-cancel": f"/api/v1/jobs/{job}/cancel",
         "api:job-result": f"/api/v1/jobs/{job}/result",
+        **{f"api:attempt-{name}": f"/api/v1/jobs/{job}/attempts/1/{name}" for name in ATTEMPT_ROUTES},
         "api:session": f"/api/v1/sessions/{session}",
         "api:session-stop": f"/api/v1/sessions/{session}/stop",
         "api:session-restart": f"/api/v1/sessions/{session}/restart",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from rest_framework.test import APIClient
 
 from tests.helpers import EXAMPLES, LAB, api_as, publish_folder
 
@@ -93,6 +94,10 @@ def test_the_schema_lists_the_json_bodies_this_module_reaches():
             ("PATCH", "/api/v1/webhooks/settings"),
             ("POST", "/api/v1/connections"),
             ("PATCH", "/api/v1/connections/{name}"),
+            ("POST", "/api/v1/jobs/{job_id}/attempts/{attempt}/log"),
+            ("POST", "/api/v1/jobs/{job_id}/attempts/{attempt}/progress"),
+            ("POST", "/api/v1/jobs/{job_id}/attempts/{attempt}/finish"),
+            ("POST", "/api/v1/jobs/{job_id}/attempts/{attempt}/release"),
         ]
     )
 
@@ -106,8 +111,23 @@ PATH_VALUES = {
 }
 
 
-def every_json_body_gets(client, admin, body: str) -> list[tuple[str, object]]:
-    """Send ``body`` to every operation that takes JSON (with an ``admin``'s client, which passes every permission)."""
+@pytest.fixture
+def remote_attempt(alice, lab_app):
+    """A job of lab claimed for an engine, and the ticket of its attempt (the attempt API takes no other)."""
+    from sessions import attempts, jobs
+    from sessions.models import Job
+
+    Job.objects.create(owner=alice, app_version=lab_app, procedure="solve", time_limit=60, memory_limit_mb=512)
+    job = jobs.job_claim_next(node="engine-node", executor="slurm")
+    ticket, _ = attempts.attempt_ticket_issue(job=job)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {ticket}")
+    return job, client
+
+
+def every_json_body_gets(client, admin, body: str, attempt=None) -> list[tuple[str, object]]:
+    """Send ``body`` to every operation that takes JSON (with an ``admin``'s client, which passes every
+    permission; the attempt API with the ticket of ``attempt``, a (job, client) pair)."""
     from apps.connections.services import connection_create
     from apps.schedules.services import Spec, schedule_create
 
@@ -118,7 +138,12 @@ def every_json_body_gets(client, admin, body: str) -> list[tuple[str, object]]:
         url = template.replace("{schedule_id}", str(schedule.pk))
         for placeholder, value in PATH_VALUES.items():
             url = url.replace(placeholder, value)
-        answers.append((f"{method} {template}", send(client, method, url, body)))
+        caller = client
+        if "/attempts/" in template:
+            assert attempt is not None, "the attempt API needs an attempt's ticket"
+            job, caller = attempt
+            url = url.replace("{job_id}", str(job.pk)).replace("{attempt}", str(job.attempt))
+        answers.append((f"{method} {template}", send(caller, method, url, body)))
     return answers
 
 
@@ -135,10 +160,10 @@ def every_json_body_gets(client, admin, body: str) -> list[tuple[str, object]]:
     ],
     ids=["unknown-field", "1e400", "400-digit-integer", "-1e309", "NaN", "10000-nested-lists", "40-nested-lists"],
 )
-def test_every_json_body_refuses(body, code, says, admin_user, lab_app):
+def test_every_json_body_refuses(body, code, says, admin_user, lab_app, remote_attempt):
     client = api_as(admin_user)
     before, lab_before = counts(), state_of_lab()
-    for operation, response in every_json_body_gets(client, admin_user, body):
+    for operation, response in every_json_body_gets(client, admin_user, body, remote_attempt):
         assert response.status_code == 400, (operation, response.status_code, response.content)
         error = refused(response, code)
         assert says in error["message"], (operation, error)

@@ -43,7 +43,8 @@ class TicketScope(permissions.BasePermission):
     """A scoped ticket (a data session's) reaches only the views that allow it, for its own app.
 
     Views opt in with ``session_ticket_allowed = True``; a request naming an app (``app`` in
-    the body or the query) must name the session's app.
+    the body or the query) must name the session's app. A remote attempt's ticket
+    (``{"job": …, "attempt": …}``) reaches the attempt API alone (``attempt_ticket_allowed``).
     """
 
     message = "This ticket belongs to a data session and cannot make this call."
@@ -52,6 +53,8 @@ class TicketScope(permissions.BasePermission):
         scope = getattr(request.auth, "scope", None)
         if not scope:
             return True
+        if "job" in scope:
+            return getattr(view, "attempt_ticket_allowed", False)
         if not getattr(view, "session_ticket_allowed", False):
             return False
         named = request.query_params.get("app")

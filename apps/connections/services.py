@@ -262,12 +262,3 @@ def connections_hand_over(*, app: App, actor: User | str, purpose: str) -> Hando
     handover.targets = tuple(dict.fromkeys(targets))
     handover.secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
     return handover
-
-
-def masked(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with each of ``secrets`` (longest first) shown as ``********``: an app that prints
-    its password does not put it in a log that others read."""
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "********")
-    return text

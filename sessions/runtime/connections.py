@@ -149,3 +149,12 @@ def service_session(base_url: str, headers: dict[str, str]) -> Any:
     session.headers.update(headers)
     session.trust_env = False  # the HTTP(S)_PROXY of an outbound grant must not carry the token
     return session
+
+
+def masked(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with each of ``secrets`` (longest first) shown as ``********``: an app that prints
+    its password does not put it in a log that others read."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "********")
+    return text
