@@ -24,6 +24,7 @@ from tests.hostile import hostile, targets  # noqa: F401 - fixtures: the hostile
 from tests.ldap_server import ldap_server_fixture  # noqa: F401 - fixture ldap_server: a real slapd
 from tests.live import live_node, platform_server  # noqa: F401 - fixtures: real platform processes
 from tests.oidc import oidc_provider_fixture  # noqa: F401 - fixture oidc_provider: a real OpenID provider
+from tests.slurm_cluster import slurm_cluster  # noqa: F401 - fixture: a real Slurm cluster, one per test process
 
 MINIMAL_MODEL = """
 from pro_sdk import App, Button, Field, Table
@@ -196,6 +197,8 @@ MARKS_BY_FIXTURE = {
     "cluster": ("live", "cluster"),
     "worker": ("slow",),
     "manager": ("slow",),
+    "k8s_cluster": ("slow",),
+    "slurm_cluster": ("slurm", "slow"),
 }
 
 
