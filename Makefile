@@ -1,21 +1,22 @@
 # Two commands: `make run` starts the platform on its embedded defaults; `make test` runs the suite.
 # Also: `make lint` (ruff, import contracts, mypy), `make test-fast` (the suite without real
 # platform processes, browsers, clusters or app processes: under a minute), `make format`,
-# `make dist` (the client's wheel).
+# `make dist` (the client's wheel), `make chart` (the Helm chart's lint, render and validation alone).
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast setup sandbox-tool build-deps test-wheelhouse lint format dist bench clean
+.PHONY: run test test-fast setup sandbox-tool build-deps test-wheelhouse lint format dist chart bench clean
 
 # What `make test-fast` leaves out (markers in pyproject.toml; tests/conftest.py adds them by fixture too).
 FAST := not live and not browser and not cluster and not slow
 
-$(STAMP): requirements.txt pyproject.toml | build-deps
+$(STAMP): requirements.txt requirements-chart.txt pyproject.toml | build-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-chart.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -69,6 +70,12 @@ test: lint test-wheelhouse
 
 test-fast: setup test-wheelhouse
 	$(VENV)/bin/pytest -m "$(FAST)" $(XDIST)
+
+# The Helm chart in deploy/helm/pro-portal: Helm's engine lints and renders it (`helm lint`, `helm
+# template`, with no helm binary: requirements-chart.txt) and every manifest is validated against
+# the Kubernetes schemas, offline. Part of `make test` too.
+chart: $(STAMP)
+	$(VENV)/bin/pytest tests/test_helm_chart.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
