@@ -127,6 +127,8 @@ class JobOut(OutputSerializer):
             "attempt",
             "max_attempts",
             "node",
+            "executor",
+            "external_id",
             "created_at",
             "not_before",
             "started_at",

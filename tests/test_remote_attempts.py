@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,6 +20,7 @@ import requests
 from sessions import attempts, dispatch, jobs
 from sessions.models import Job, JobState
 from tests.helpers import ROOT, wait_for, wait_until
+from tests.test_runtimes import publish_needing, wheelhouse  # noqa: F401 - fixtures: an app with requirements
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -35,11 +37,13 @@ def claim(node: str = "engine-node") -> Job:
     return job
 
 
-def runner(job: Job, url: str) -> tuple[subprocess.Popen, str]:
+def runner(job: Job, url: str, work_dir: Path | None = None) -> tuple[subprocess.Popen, str]:
     """The runner of the job's current attempt, as an engine would start it (no Django settings)."""
     ticket, _ = attempts.attempt_ticket_issue(job=job)
     environment = dispatch.runner_environment(job, ticket, "slurm")
     environment["PRO_API_URL"] = url
+    if work_dir is not None:
+        environment["PRO_RUNNER_WORK_DIR"] = str(work_dir)
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "PRO_", "DATABASE"))}
     process = subprocess.Popen(
         [sys.executable, "-m", "sessions.remote_runner"],
@@ -159,3 +163,49 @@ def test_what_an_attempt_ticket_cannot_reach(platform_server, api, alice, bob, l
 
 def _bearer(ticket: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {ticket}"}
+
+
+def test_a_runner_fetches_the_environment_once_and_checks_its_hash(
+    platform_server,
+    alice,
+    wheelhouse,
+    publish_needing,
+    tmp_path,  # noqa: F811 - the fixtures imported above
+):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    version = publish_needing("needs-one", ["tinypkg==1.0"])
+    assert version.environment is not None and version.environment.state == "ready"
+    job = jobs.job_submit(user=alice, app_name="needs-one", procedure="solve")
+    job = claim()
+    process, _ = runner(job, platform_server.url, tmp_path)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    job = wait_for(job, JobState.SUCCEEDED, timeout=10)
+    assert "SEEN tinypkg 1.0 from /pro/site/0/tinypkg/__init__.py" in jobs.job_log(job)[0]
+    kept = list((tmp_path / "pro-attempts").glob(f"*/.pro-envs/{version.environment.key}/.pro-ready"))
+    assert len(kept) == 1  # unpacked once on this engine node, for its next attempts
+    # An archive changed in storage is refused by its hash (on a node that has not unpacked it yet).
+    default_storage.delete(version.environment.archive_path)
+    default_storage.save(version.environment.archive_path, ContentFile(b"not the archive the build made"))
+    job = jobs.job_submit(user=alice, app_name="needs-one", procedure="solve")
+    job = claim()
+    process, _ = runner(job, platform_server.url, tmp_path / "another-node")
+    output, _ = process.communicate(timeout=120)
+    job = wait_for(job, JobState.FAILED, timeout=10)
+    assert "does not match its hash" in job.error_message
+
+
+def test_the_queue_follows_the_app_then_the_group(settings, alice, lab):
+    from django.contrib.auth.models import Group
+
+    job = Job.objects.create(owner=alice, app_version=lab, procedure="solve", time_limit=60, memory_limit_mb=512)
+    settings.PRO_EXECUTOR_QUEUES = {}
+    assert attempts.attempt_queue(job) == ""  # the executor's own default
+    settings.PRO_EXECUTOR_QUEUES = {"default": "solve", "groups": {"research": "gpu"}, "apps": {"lab": "long"}}
+    assert attempts.attempt_queue(job) == "long"
+    settings.PRO_EXECUTOR_QUEUES = {"default": "solve", "groups": {"research": "gpu"}}
+    assert attempts.attempt_queue(job) == "solve"
+    alice.groups.add(Group.objects.get_or_create(name="research")[0])
+    assert attempts.attempt_queue(job) == "gpu"

@@ -12,7 +12,9 @@ let logText = "";
 
 function facts(job) {
   const rows = [
-    ["Attempt", `${job.attempt} of ${job.max_attempts}`], ["Node", job.node || "—"], ["Priority", job.priority],
+    ["Attempt", `${job.attempt} of ${job.max_attempts}`], ["Node", job.node || "—"],
+    ...(job.executor && job.executor !== "local" ? [["Runs on", `${job.executor} ${job.external_id || "(submitting)"}`]] : []),
+    ["Priority", job.priority],
     ["Time limit", `${job.time_limit} s`], ["Memory limit", `${job.memory_limit_mb} MB`],
     ["Queued for", job.queue_seconds != null ? `${job.queue_seconds.toFixed(2)} s` : "—"],
     ["Ran for", job.run_seconds != null ? `${job.run_seconds.toFixed(2)} s` : "—"],
