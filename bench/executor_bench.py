@@ -89,7 +89,10 @@ def measure(admin, jobs: int, latency: int) -> dict:
         job.refresh_from_db()
         to_running.append(jobs_bench.first_line_time(job) - submitted)
     started = time.time()
-    ids = [job_submit(user=admin, app_name="bench-trivial", procedure="solve", memory_limit_mb=1024).pk for _ in range(jobs)]
+    ids = [
+        job_submit(user=admin, app_name="bench-trivial", procedure="solve", memory_limit_mb=1024).pk
+        for _ in range(jobs)
+    ]
     finished = jobs_bench.wait_finished(ids, timeout=900)
     failed = Job.objects.filter(pk__in=ids).exclude(state="succeeded").count()
     return {

@@ -363,7 +363,7 @@ class AttemptWatch:
             self._record_exit()
         elif ended == EndReason.LOST:
             logger.warning(
-                "Job %s attempt %s is no longer this one; its solve was stopped and its end discarded",
+                "Job %s attempt %s is no longer ours; its solve was stopped and its end discarded",
                 info.job_id,
                 info.attempt,
             )

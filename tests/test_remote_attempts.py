@@ -165,17 +165,13 @@ def _bearer(ticket: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {ticket}"}
 
 
-def test_a_runner_fetches_the_environment_once_and_checks_its_hash(
-    platform_server,
-    alice,
-    wheelhouse,
-    publish_needing,
-    tmp_path,  # noqa: F811 - the fixtures imported above
-):
+@pytest.mark.usefixtures("wheelhouse")
+def test_a_runner_fetches_the_environment_once_and_checks_its_hash(platform_server, alice, request, tmp_path):
+    publish = request.getfixturevalue("publish_needing")
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    version = publish_needing("needs-one", ["tinypkg==1.0"])
+    version = publish("needs-one", ["tinypkg==1.0"])
     assert version.environment is not None and version.environment.state == "ready"
     job = jobs.job_submit(user=alice, app_name="needs-one", procedure="solve")
     job = claim()
