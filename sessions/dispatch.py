@@ -77,14 +77,18 @@ def _label(value: str) -> str:
 
 
 def attempt_dispatch(job: Job, executor: Executor) -> bool:
-    """Hand a claimed attempt to the engine; on a refusal the job goes back to the queue (or fails)."""
+    """Hand a claimed attempt to the engine. Refused, the attempt counts and the job goes back to the
+    queue (or fails after its last); an engine out of reach gives the claim back uncounted and
+    raises :class:`ExecutorError` (the node then waits before it claims again)."""
     ticket, _ = attempts.attempt_ticket_issue(job=job)
     try:
-        submission = attempt_submission(job, ticket, executor)
-        external_id = executor.submit(submission)
+        external_id = executor.submit(attempt_submission(job, ticket, executor))
     except Exception as exc:  # whatever went wrong, the job must not stay claimed and unrun
         logger.warning("Job %s attempt %s: %s refused it: %s", job.pk, job.attempt, executor.kind, exc)
         attempts.attempt_tickets_revoke(job_id=job.pk)
+        if isinstance(exc, ExecutorError) and exc.unreachable:
+            jobs.job_unclaim(job=job, reason=f"{executor.kind} cannot be reached: {exc}")
+            raise
         jobs.job_requeue_lost(job=job, reason=f"{executor.kind} refused the attempt: {exc}")
         return False
     jobs.job_append_log(
@@ -112,7 +116,11 @@ class EngineWatch:
     def look(self) -> int:
         """One look at the engine's states of this node's attempts; return how many are at the engine."""
         running = [job for job in self.running() if job.external_id]
-        states = self.executor.states([job.external_id for job in running])
+        try:
+            states = self.executor.states([job.external_id for job in running])
+        except ExecutorError as exc:  # their runners renew the leases of those running meanwhile
+            logger.warning("%s cannot be asked about this node's attempts: %s", self.executor.kind, exc)
+            return len(running)
         for job in running:
             try:
                 self._settle(job, states.get(job.external_id, EngineJob(EngineState.MISSING)))

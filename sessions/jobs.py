@@ -636,6 +636,25 @@ def job_record_external(*, job: Job, external_id: str) -> bool:
     return _mine(job).update(external_id=external_id) == 1
 
 
+def job_unclaim(*, job: Job, reason: str) -> bool:
+    """Give a claimed attempt back before it started, without counting it (its engine cannot be
+    asked now); the job says why while it waits. False if it was no longer ours."""
+    progress = {"message": f"Waiting: {reason}"[:1000]}
+    undone = _mine(job).update(
+        state=JobState.QUEUED,
+        node="",
+        executor="",
+        external_id="",
+        attempt=F("attempt") - 1,
+        started_at=None,
+        lease_expires_at=None,
+        progress=progress,
+    )
+    if undone:
+        job_changed(job, JobState.QUEUED)
+    return bool(undone)
+
+
 def job_requeue_lost(*, job: Job, reason: str) -> str:
     """Requeue an attempt its engine lost (a node failure, a preemption, an eviction), or fail it on its last."""
     return _requeue_attempt(job=job, reason=reason)

@@ -37,12 +37,14 @@ from . import dispatch, jobs, launcher, selectors
 from .attempt import AttemptInfo, AttemptUsage, AttemptWatch, FileRefused, launch_solve
 from .cases import case_read_bytes
 from .dispatch import EngineWatch
-from .executors import executor_for
+from .executors import ExecutorError, executor_for
 from .models import Job, JobState
 from .network import grant_of
 from .solve_pool import WARM_PREFIX, SolveRunnerPool, WarmRunner
 
 logger = logging.getLogger(__name__)
+
+ENGINE_PAUSE_MIN, ENGINE_PAUSE_MAX = 2.0, 60.0  # how long a node waits to claim again when its engine is out of reach
 
 
 def attempt_info(job: Job) -> AttemptInfo:
@@ -195,6 +197,8 @@ class SolveWorker:
         self.engine: EngineWatch | None = None  # for an engine's executor (Slurm, Kubernetes)
         self.at_engine = 0  # this node's attempts at the engine, as last seen
         self.engine_looked = 0.0
+        self.engine_pause = 0.0  # seconds the node waits after its engine could not be reached
+        self.engine_resumes = 0.0  # when it claims again
         self.pool_size = settings.PRO_SOLVE_POOL if pool_size is None else pool_size
         self.pool: SolveRunnerPool | None = None
         self.running: dict[int, tuple[SolveSupervisor, threading.Thread]] = {}
@@ -235,13 +239,22 @@ class SolveWorker:
         if time.monotonic() - self.engine_looked >= settings.PRO_EXECUTOR_POLL_SECONDS:
             self.engine_looked = time.monotonic()
             self.at_engine = self.engine.look()
-        if self.at_engine >= settings.PRO_EXECUTOR_SLOTS:
+        if self.at_engine >= settings.PRO_EXECUTOR_SLOTS or time.monotonic() < self.engine_resumes:
             return None
         job = jobs.job_claim_next(node=self.node, executor=self.executor_kind)
         if job is None:
             return None
-        if dispatch.attempt_dispatch(job, self.engine.executor):
-            self.at_engine += 1
+        try:
+            if dispatch.attempt_dispatch(job, self.engine.executor):
+                self.at_engine += 1
+        except ExecutorError as exc:
+            self.engine_pause = min(ENGINE_PAUSE_MAX, max(ENGINE_PAUSE_MIN, self.engine_pause * 2))
+            self.engine_resumes = time.monotonic() + self.engine_pause
+            logger.error(
+                "%s cannot be reached; claiming again in %.0f s: %s", self.executor_kind, self.engine_pause, exc
+            )
+            return None
+        self.engine_pause = 0.0
         return job
 
     def _supervise(self, supervisor: SolveSupervisor) -> None:

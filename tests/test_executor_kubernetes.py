@@ -123,12 +123,28 @@ def test_a_full_cluster_keeps_jobs_waiting(api, alice, lab, k8s_cluster, k8s_nod
     wait_for(second, JobState.SUCCEEDED, timeout=120)
 
 
-def test_a_refusing_cluster_fails_the_job_with_its_reason(api, alice, lab, k8s_node):
-    """The service account's token no longer works (revoked): each attempt is refused, the job fails saying why."""
+def test_jobs_wait_while_the_cluster_refuses_this_node(api, alice, lab, k8s_node):
+    """The node's token no longer works (revoked): the job waits, saying why, and loses no attempt."""
     wait_until(lambda: k8s_node.worker.engine is not None)
-    k8s_node.worker.engine.executor.http.headers["Authorization"] = "Bearer revoked"
+    executor = k8s_node.worker.engine.executor
+    token = executor.http.headers["Authorization"]
+    executor.http.headers["Authorization"] = "Bearer revoked"
     client = api(alice)
-    job = submit(client, procedure="solve", input={"cap": 1})
+    job = submit(client, procedure="solve", input={"cap": 1}, memory_limit_mb=700)
+    wait_until(lambda: "cannot be reached" in str(Job.objects.get(pk=job.pk).progress.get("message")), timeout=30)
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED and job.attempt == 0 and "401" in job.progress["message"]
+    executor.http.headers["Authorization"] = token  # the admin fixed the token
+    job = wait_for(job, JobState.SUCCEEDED, timeout=120)
+    assert job.attempt == 1
+
+
+def test_a_job_the_cluster_refuses_fails_with_the_reason(api, alice, lab, k8s_node):
+    """The cluster refuses the Job itself (422: here, no image): the attempts count, the job fails saying why."""
+    wait_until(lambda: k8s_node.worker.engine is not None)
+    k8s_node.worker.engine.executor.image = ""
+    client = api(alice)
+    job = submit(client, procedure="solve", input={"cap": 1}, memory_limit_mb=700)
     job = wait_for(job, JobState.FAILED, timeout=60)
-    assert "kubernetes refused the attempt" in job.error_message and "401" in job.error_message
+    assert "kubernetes refused the attempt" in job.error_message and "422" in job.error_message
     assert job.attempt == job.max_attempts

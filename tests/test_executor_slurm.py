@@ -113,3 +113,11 @@ def test_a_full_partition_keeps_jobs_queued(api, alice, lab, slurm, slurm_node):
     wait_for(waiting, JobState.SUCCEEDED, timeout=120)
     for job in busy[1:]:
         client.post(f"/api/v1/jobs/{job.pk}/cancel")
+
+
+def test_a_job_slurm_cannot_place_fails_with_slurms_reason(api, alice, lab, slurm, slurm_node):
+    client = api(alice)
+    job = submit(client, procedure="solve", input={"cap": 1}, memory_limit_mb=5000)  # over every node's 2,000 MB
+    job = wait_for(job, JobState.FAILED, timeout=60)
+    assert "slurm refused the attempt" in job.error_message
+    assert "Requested node configuration is not available" in job.error_message

@@ -41,7 +41,16 @@ class EngineJob:
 
 
 class ExecutorError(Exception):
-    """The engine refused or could not be reached; the message says why."""
+    """The engine refused or could not be reached; the message says why.
+
+    ``unreachable``: the engine could not be asked (down, overloaded, or this node's credentials
+    refused): nothing is wrong with the job, which waits in the queue without losing an attempt.
+    Otherwise the engine refused this job (a request it cannot satisfy): the attempt counts.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 class Executor(Protocol):

@@ -73,7 +73,9 @@ class KubernetesExecutor:
         try:
             answer = self.http.request(method, self.api_url + path, timeout=TIMEOUT, **kwargs)
         except requests.RequestException as exc:
-            raise ExecutorError(f"The Kubernetes API at {self.api_url} cannot be reached: {exc}") from None
+            raise ExecutorError(
+                f"The Kubernetes API at {self.api_url} cannot be reached: {exc}", unreachable=True
+            ) from None
         if answer.status_code == 404:
             return None
         if answer.status_code >= 400:
@@ -81,7 +83,11 @@ class KubernetesExecutor:
                 message = answer.json().get("message", "")
             except ValueError:
                 message = answer.text[:300]
-            raise ExecutorError(f"Kubernetes answered {answer.status_code} to {method} {path}: {message}")
+            # This node's credentials or the API server itself, not the job: it waits for them.
+            unreachable = answer.status_code in (401, 403, 429) or answer.status_code >= 500
+            raise ExecutorError(
+                f"Kubernetes answered {answer.status_code} to {method} {path}: {message}", unreachable=unreachable
+            )
         return answer.json() if answer.content else {}
 
     def _jobs_path(self, namespace: str) -> str:

@@ -21,6 +21,14 @@ from django.conf import settings
 from . import EngineJob, EngineState, ExecutorError, Submission
 
 COMMAND_TIMEOUT = 30
+# What Slurm's commands say when the controller cannot be asked (not when it refuses a job).
+UNREACHABLE = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Zero Bytes were transmitted",
+    "Slurm backup controller in standby mode",
+)
 PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED", "RESIZING"}
 RUNNING = {"RUNNING", "CONFIGURING", "SIGNALING", "STAGE_OUT"}
 
@@ -52,9 +60,10 @@ class SlurmExecutor:
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ExecutorError(f"{command[0]} could not run: {exc}") from None
+            raise ExecutorError(f"{command[0]} could not run: {exc}", unreachable=True) from None
         if done.returncode != 0:
-            raise ExecutorError(f"{command[0]} failed: {(done.stderr or done.stdout).strip()[:500]}")
+            said = (done.stderr or done.stdout).strip()[:500]
+            raise ExecutorError(f"{command[0]} failed: {said}", unreachable=any(text in said for text in UNREACHABLE))
         return done.stdout
 
     def script(self, submission: Submission) -> str:
