@@ -34,7 +34,6 @@ from .models import Job, JobState
 from .network import grant_of
 
 TICKET_GRACE_SECONDS = 24 * 3600  # an attempt may wait this long in the engine's queue before it starts
-BUNDLE_LIMIT = 512 * 1024 * 1024
 
 
 class AttemptOver(Conflict):

@@ -40,7 +40,7 @@ logger = logging.getLogger("sessions.remote_runner")
 
 TIMEOUT = 30
 REQUESTS_EVERY = 1.0  # the most often the runner asks about interrupt and cancel (one heartbeat)
-BUNDLE_LIMIT = 512 * 1024 * 1024
+APP_LIMIT = 512 * 1024 * 1024  # the bundle's share beside its input case (PRO_MAX_CASE_BYTES)
 
 
 class RunnerError(Exception):
@@ -79,7 +79,7 @@ class RemoteChannel:
     job's lease running out, and the platform requeues the job.
     """
 
-    def __init__(self, api_url: str, ticket: str, job_id: int, attempt: int):
+    def __init__(self, api_url: str, ticket: str, job_id: int, attempt: int, bundle_limit: int = APP_LIMIT):
         self.base = f"{api_url.rstrip('/')}/api/v1/jobs/{job_id}/attempts/{attempt}"
         self.http = requests.Session()
         self.http.trust_env = False  # the node's proxy settings are not the platform's way in
@@ -88,6 +88,7 @@ class RemoteChannel:
         self.http.mount("http://", HTTPAdapter(max_retries=retry))
         self.http.mount("https://", HTTPAdapter(max_retries=retry))
         self.lost = False
+        self.bundle_limit = bundle_limit
         self.asked: dict[str, bool] = {}
         self.asked_at = 0.0
 
@@ -119,8 +120,8 @@ class RemoteChannel:
         answer = self.call("GET", "/bundle", stream=True)
         if answer is None:
             raise RunnerError("the attempt was over before it started")
-        data = answer.raw.read(BUNDLE_LIMIT + 1, decode_content=True)
-        if len(data) > BUNDLE_LIMIT:
+        data = answer.raw.read(self.bundle_limit + 1, decode_content=True)
+        if len(data) > self.bundle_limit:
             raise RunnerError("the attempt's bundle is too large")
         if hashlib.sha256(data).hexdigest() != answer.headers.get("X-Pro-Sha256"):
             raise RunnerError("the attempt's bundle does not match its hash")
@@ -233,7 +234,8 @@ def run_attempt(environ: Mapping[str, str]) -> int:
     from .network import NetworkGrant
 
     job_id, attempt = int(environ["PRO_JOB_ID"]), int(environ["PRO_JOB_ATTEMPT"])
-    channel = RemoteChannel(environ["PRO_API_URL"], environ["PRO_JOB_TICKET"], job_id, attempt)
+    bundle_limit = APP_LIMIT + int(environ.get("PRO_MAX_CASE_BYTES", str(2 * 1024**3)))
+    channel = RemoteChannel(environ["PRO_API_URL"], environ["PRO_JOB_TICKET"], job_id, attempt, bundle_limit)
     launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
     workdir = launcher.new_workdir(f"job-{job_id}-{attempt}")
     info = AttemptInfo(job_id, attempt, "", 0.0, 0, 0)
