@@ -55,6 +55,8 @@ def test_a_solve_runs_as_one_kubernetes_job(api, alice, lab, k8s_cluster, k8s_no
     job = submit(client, procedure="solve", input={"cap": 7.5}, time_limit=120, memory_limit_mb=700)
     job = wait_for(job, JobState.SUCCEEDED, timeout=120)
     assert job.executor == "kubernetes" and job.external_id == f"{k8s_cluster.namespace}/pro-job-{job.pk}-1"
+    body = client.get(f"/api/v1/jobs/{job.pk}").json()
+    assert body["executor"] == "kubernetes" and body["external_id"] == job.external_id
     result = client.get(f"/api/v1/jobs/{job.pk}/result?format=json").json()
     assert result["identifiers"]["objective"] == pytest.approx(7.5)
     log = client.get(f"/api/v1/jobs/{job.pk}/log").json()["text"]

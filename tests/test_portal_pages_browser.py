@@ -284,3 +284,28 @@ def test_pages_that_were_not_the_platforms_own(platform_server, admin_user, brow
     icon = page.goto(f"{base}/favicon.ico")
     assert icon.status == 200 and icon.headers["content-type"] == "image/svg+xml"
     assert errors == []
+
+
+@pytest.fixture
+def job_at_slurm(alice, lab):
+    """A job of alice's whose attempt waits in Slurm's queue (as a Slurm node's look at its engine records it)."""
+    from sessions import jobs
+    from sessions.models import Job
+
+    Job.objects.create(owner=alice, app_version=lab, procedure="solve", time_limit=60, memory_limit_mb=512)
+    job = jobs.job_claim_next(node="slurm-node", executor="slurm")
+    jobs.job_record_external(job=job, external_id="4711")
+    jobs.job_report_progress(job=job, progress={"message": "Queued on slurm as 4711: PENDING (Resources)"})
+    return job
+
+
+def test_a_job_at_an_engine_says_where_it_runs_and_why_it_waits(platform_server, alice, job_at_slurm, browser_page):
+    page, errors = browser_page
+    base = platform_server.url
+    log_in(page, base, "alice")
+    page.goto(f"{base}/jobs/{job_at_slurm.pk}/")
+    page.wait_for_function("() => document.querySelector('#facts').textContent.includes('Runs on')", timeout=WAIT_MS)
+    assert "slurm 4711" in page.inner_text("#facts")
+    assert page.inner_text("#message") == "Queued on slurm as 4711: PENDING (Resources)"
+    shot(page, "job-at-slurm")
+    assert not errors
