@@ -187,35 +187,60 @@ class KubernetesExecutor:
         return f"{namespace}/{submission.name}"
 
     def states(self, ids: list[str]) -> dict[str, EngineJob]:
-        return {external_id: self._state(external_id) for external_id in ids}
-
-    def _state(self, external_id: str) -> EngineJob:
-        namespace, _, name = external_id.partition("/")
-        job = self._call("GET", f"{self._jobs_path(namespace)}/{name}")
-        if job is None:
-            return EngineJob(EngineState.MISSING)
-        status = job.get("status") or {}
-        for condition in status.get("conditions") or []:
-            if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-                return EngineJob(EngineState.ENDED, condition.get("reason") or condition["type"])
-        if status.get("succeeded"):
-            return EngineJob(EngineState.ENDED, "Complete")
-        if status.get("failed"):
-            return EngineJob(EngineState.ENDED, "Failed")
-        pods = self._call("GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": f"job-name={name}"})
-        for pod in (pods or {}).get("items", []):
-            phase = (pod.get("status") or {}).get("phase")
-            if phase == "Running":
-                return EngineJob(EngineState.RUNNING, "Running")
-            if phase in ("Failed", "Succeeded"):
-                return EngineJob(EngineState.ENDED, (pod.get("status") or {}).get("reason") or phase)
-            return EngineJob(EngineState.PENDING, _pending_reason(pod))
-        return EngineJob(EngineState.PENDING, "Pending")
+        """Two lists per namespace (its attempts' Jobs, then their pods), whatever the number of attempts."""
+        by_namespace: dict[str, list[str]] = {}
+        for external_id in ids:
+            namespace, _, name = external_id.partition("/")
+            by_namespace.setdefault(namespace, []).append(name)
+        found: dict[str, EngineJob] = {}
+        for namespace, names in by_namespace.items():
+            selector = {
+                "labelSelector": f"app.kubernetes.io/component=solve-attempt,app.kubernetes.io/part-of={PART_OF}"
+            }
+            listed = self._call("GET", self._jobs_path(namespace), params=selector) or {}
+            jobs = {item["metadata"]["name"]: item for item in listed.get("items", [])}
+            pods: dict[str, list[dict[str, Any]]] = {}
+            if any(name in jobs and _ended(jobs[name]) is None for name in names):
+                listed_pods = self._call("GET", f"/api/v1/namespaces/{namespace}/pods", params=selector) or {}
+                for pod in listed_pods.get("items", []):
+                    owner = (pod.get("metadata", {}).get("labels") or {}).get("job-name", "")
+                    pods.setdefault(owner, []).append(pod)
+            for name in names:
+                found[f"{namespace}/{name}"] = _state(jobs.get(name), pods.get(name, []))
+        return found
 
     def cancel(self, external_id: str) -> None:
         namespace, _, name = external_id.partition("/")
         self._call("DELETE", f"{self._jobs_path(namespace)}/{name}", params={"propagationPolicy": "Background"})
         self._call("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+
+
+def _ended(job: dict[str, Any]) -> EngineJob | None:
+    """The end of a Job from its status (its conditions first, as the Job controller sets them), or None."""
+    status = job.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return EngineJob(EngineState.ENDED, condition.get("reason") or condition["type"])
+    if status.get("succeeded", 0):
+        return EngineJob(EngineState.ENDED, "Complete")
+    if status.get("failed", 0):
+        return EngineJob(EngineState.ENDED, "Failed")
+    return None
+
+
+def _state(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> EngineJob:
+    if job is None:
+        return EngineJob(EngineState.MISSING)
+    ended = _ended(job)
+    if ended is not None:
+        return ended
+    for pod in pods:
+        phase = (pod.get("status") or {}).get("phase")
+        if phase == "Running":
+            return EngineJob(EngineState.RUNNING, "Running")
+        if phase in ("Failed", "Succeeded"):
+            return EngineJob(EngineState.ENDED, (pod.get("status") or {}).get("reason") or phase)
+    return EngineJob(EngineState.PENDING, _pending_reason(pods[0]) if pods else "Pending")
 
 
 def _pending_reason(pod: dict[str, Any]) -> str:
