@@ -150,3 +150,18 @@ def test_a_job_the_cluster_refuses_fails_with_the_reason(api, alice, lab, k8s_no
     job = wait_for(job, JobState.FAILED, timeout=60)
     assert "kubernetes refused the attempt" in job.error_message and "422" in job.error_message
     assert job.attempt == job.max_attempts
+
+
+def test_the_jobs_own_limits_hold_at_the_engine(api, alice, lab, k8s_cluster, k8s_node):
+    """The runner interrupts at the job's time limit (the Job's deadline is later) and stops a solve
+    over the job's memory limit (the pod's limit is higher)."""
+    client = api(alice)
+    timed = submit(client, procedure="slow", input={"seconds": 600}, time_limit=2, memory_limit_mb=700)
+    hog = submit(client, procedure="hog", memory_limit_mb=300)
+    timed = wait_for(timed, JobState.SUCCEEDED, timeout=90)
+    assert "time limit of 2 s reached" in timed.solver_status and timed.result_case is not None
+    hog = wait_for(hog, JobState.FAILED, timeout=90)
+    assert "memory limit of 300 MB" in hog.error_message
+    deadline = the_job_of(k8s_cluster, timed)["spec"]["activeDeadlineSeconds"]
+    limit = the_job_of(k8s_cluster, hog)["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert deadline > 2 + 30 and limit["memory"] == f"{300 + 512}Mi"
