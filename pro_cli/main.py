@@ -534,7 +534,10 @@ def _input_values(args: argparse.Namespace) -> dict[str, Any] | None:
 def _job_line(job: dict[str, Any]) -> str:
     progress = job.get("progress") or {}
     extra = job["error_message"] or job["solver_status"] or progress.get("message") or ""
-    return f"job {job['id']} {job['state']} (attempt {job['attempt']}, node {job['node'] or '-'}) {extra}".rstrip()
+    where = f"node {job['node'] or '-'}"
+    if job.get("executor") not in (None, "", "local") and job.get("external_id"):
+        where += f", {job['executor']} {job['external_id']}"  # the Slurm job or Kubernetes Job it runs as
+    return f"job {job['id']} {job['state']} (attempt {job['attempt']}, {where}) {extra}".rstrip()
 
 
 FINISHED = ("succeeded", "failed", "cancelled")

@@ -205,3 +205,15 @@ def test_the_queue_follows_the_app_then_the_group(settings, alice, lab):
     assert attempts.attempt_queue(job) == "solve"
     alice.groups.add(Group.objects.get_or_create(name="research")[0])
     assert attempts.attempt_queue(job) == "gpu"
+
+
+def test_the_cli_says_where_a_remote_attempt_runs_and_why_it_waits():
+    from pro_cli.main import _job_line
+
+    job = {"id": 7, "state": "running", "attempt": 1, "node": "slurm-node", "executor": "slurm", "external_id": "4711"}
+    job.update(error_message="", solver_status="", progress={"message": "Queued on slurm as 4711: PENDING (Resources)"})
+    assert _job_line(job) == (
+        "job 7 running (attempt 1, node slurm-node, slurm 4711) Queued on slurm as 4711: PENDING (Resources)"
+    )
+    local = {**job, "executor": "local", "external_id": "", "node": "n1", "progress": {}}
+    assert _job_line(local) == "job 7 running (attempt 1, node n1)"
