@@ -156,16 +156,23 @@ class SandboxCgroup:
             return False
 
     def _set_limits(self, max_processes: int, memory_bytes: int | None) -> None:
+        # A reused cgroup keeps its last sandbox's limits unless each is written again.
         if "v2" in self.dirs:
             (self.dirs["v2"] / "pids.max").write_text(str(max_processes))
+            (self.dirs["v2"] / "memory.max").write_text(str(memory_bytes) if memory_bytes else "max")
             if memory_bytes:
-                (self.dirs["v2"] / "memory.max").write_text(str(memory_bytes))
                 with contextlib.suppress(OSError):
                     (self.dirs["v2"] / "memory.swap.max").write_text("0")
             return
         (self.dirs["pids"] / "pids.max").write_text(str(max_processes))
-        if memory_bytes:
-            (self.dirs["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes))
+        (self.dirs["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes) if memory_bytes else "-1")
+
+    def memory_limit_bytes(self) -> int | None:
+        """The memory ceiling set on it, None if there is none."""
+        v2 = "v2" in self.dirs
+        path = self.dirs["v2"] / "memory.max" if v2 else self.dirs["memory"] / "memory.limit_in_bytes"
+        text = path.read_text().strip()
+        return None if text == "max" or (not v2 and int(text) >= 2**62) else int(text)
 
     @property
     def procs_files(self) -> list[str]:
