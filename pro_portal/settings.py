@@ -508,6 +508,9 @@ PRO_JOB_LOG_MAX_BYTES = env_int("PRO_JOB_LOG_MAX_BYTES", 10 * 1024 * 1024, minim
 PRO_MAX_SOLVES = env_int("PRO_MAX_SOLVES", 2, minimum=1)
 # Solve sandboxes started ahead of need, each for one future job (sessions.solve_pool); 0: none.
 PRO_SOLVE_POOL = env_int("PRO_SOLVE_POOL", 2, minimum=0)
+# Jobs of apps on their runtime's own packages are forked, walled off, from a warm fork server
+# per runtime (sessions.fork_pool) where the pool is on; off: each starts a warm runner of its own.
+PRO_FORK_SERVER = env_bool("PRO_FORK_SERVER", True)
 # Threads of each web server process that serve requests, each with its own database connection
 # (pro_portal.handler). One a process serves the most: a request is Python code that holds the
 # interpreter's lock (measured: 528 job GETs a second with one, 419 with two, fewer with more);

@@ -26,6 +26,7 @@ from pathlib import Path
 from django.conf import settings
 
 from . import launcher
+from .fork_pool import ForkedRunner, ForkFailed, ForkServer
 from .launcher import read_until
 from .runtime.warm import READY
 
@@ -82,11 +83,12 @@ class WarmRunner:
         """Whether it has imported what it imports and waits for its job."""
         return self.ready.wait(timeout) and self.process.poll() is None
 
-    def claim(self, workdir: Path) -> None:
+    def claim(self, workdir: Path) -> Path:
         """Make the working folder the job's own (named after it); the sandbox keeps it mounted."""
         self.workdir.rename(workdir)
         self.workdir = workdir
         self.process.spec = replace(self.process.spec, workdir=workdir)
+        return workdir
 
     def go(self) -> None:
         self.process.stdin.write(b"GO\n")
@@ -106,15 +108,40 @@ class SolveRunnerPool:
         self.default = default
         self.warm: dict[Python, list[WarmRunner]] = {}
         self.uses: dict[Python, list[float]] = {}
+        self.forking = settings.PRO_FORK_SERVER and launcher.mode() == "bubblewrap"
+        self.servers: dict[Python, ForkServer] = {}
+        self.forked: dict[Python, list[ForkedRunner]] = {}  # forked ahead, each for one job
+        self.fork_uses: dict[Python, list[float]] = {}
         self.preloads: dict[Python, tuple[str, ...]] = {}
         self.lock = threading.Lock()
         self.wanted = threading.Event()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def take(self, python: Python, *, memory_limit_mb: int, networked: bool, preload: tuple[str, ...] = ()):
-        """A warm runner for a job of ``python``, or None: the job then starts its own sandbox."""
-        if networked or memory_limit_mb != settings.PRO_JOB_MEMORY_MB:
+    def take(
+        self,
+        python: Python,
+        *,
+        memory_limit_mb: int,
+        networked: bool,
+        preload: tuple[str, ...] = (),
+        forkable: bool = False,
+    ) -> WarmRunner | ForkedRunner | None:
+        """A place for a job of ``python`` started ahead, or None: the job then starts its own sandbox.
+
+        ``forkable``: the job's app runs on its runtime's own packages, and may be forked from
+        the runtime's fork server (sessions.fork_pool), with any memory limit.
+        """
+        if networked:
+            return None
+        if forkable and self.forking:
+            with self.lock:
+                self.fork_uses.setdefault(python, []).append(time.monotonic())
+                server = self.servers.get(python)
+            if server is not None and server.usable():
+                return self._forked_runner(server, memory_limit_mb)
+            self.wanted.set()
+        if memory_limit_mb != settings.PRO_JOB_MEMORY_MB:
             return None
         found = None
         with self.lock:
@@ -131,6 +158,21 @@ class SolveRunnerPool:
         self.wanted.set()
         return found
 
+    def _forked_runner(self, server: ForkServer, memory_limit_mb: int) -> ForkedRunner:
+        """One forked ahead if there is one for the limit, else one forked when claimed."""
+        found = None
+        if memory_limit_mb == settings.PRO_JOB_MEMORY_MB:
+            with self.lock:
+                ready = self.forked.get(server.python, [])
+                while ready and found is None:
+                    candidate = ready.pop(0)
+                    if candidate.wait_ready():
+                        found = candidate
+                    else:
+                        candidate.discard()
+            self.wanted.set()
+        return found or ForkedRunner(server, memory_limit_mb)
+
     def sizes(self) -> dict[Python, int]:
         """How many warm runners each Python gets (see the module's docstring)."""
         since = time.monotonic() - POOL_USE_SECONDS
@@ -143,10 +185,63 @@ class SolveRunnerPool:
                 else:
                     del self.uses[python]
         if self.default is not None:
-            sizes[self.default] = self.size
+            server = self.servers.get(self.default)
+            # Its jobs are forked while its fork server works; warm runners are kept otherwise.
+            sizes[self.default] = 0 if server is not None and server.usable() else self.size
         return sizes
 
+    def forked_pythons(self) -> set[Python]:
+        """The Pythons that get a fork server: the default's, and those forked from lately."""
+        since = time.monotonic() - POOL_USE_SECONDS
+        with self.lock:
+            for python, times in list(self.fork_uses.items()):
+                times[:] = [t for t in times if t > since]
+                if not times:
+                    del self.fork_uses[python]
+            wanted = set(self.fork_uses)
+        return wanted | ({self.default} if self.default is not None and self.forking else set())
+
+    def refill_servers(self) -> None:
+        wanted = self.forked_pythons()
+        for python, server in list(self.servers.items()):
+            # A server that cannot wall off its jobs stays (and forks none): it would fail again.
+            if python not in wanted or server.process.poll() is not None:
+                with self.lock:
+                    del self.servers[python]
+                    retired = self.forked.pop(python, [])
+                for runner in retired:
+                    runner.discard()
+                server.close()
+        for python in wanted - set(self.servers):
+            if self.stopping.is_set():
+                return
+            server = ForkServer(python)  # outside the lock: a take never waits for a start
+            with self.lock:
+                self.servers[python] = server
+            if server.ready.wait(READY_TIMEOUT) and not server.broken:
+                continue
+            logger.warning("The fork server %s did not start; its jobs start warm runners", server.workdir.name)
+        for python, server in list(self.servers.items()):
+            self._fork_ahead(python, server)
+
+    def _fork_ahead(self, python: Python, server: ForkServer) -> None:
+        while not self.stopping.is_set() and server.usable():
+            with self.lock:
+                if len(self.forked.setdefault(python, [])) >= self.size:
+                    return
+            runner = ForkedRunner(server, settings.PRO_JOB_MEMORY_MB)
+            try:
+                runner.start()
+            except (ForkFailed, OSError) as exc:
+                logger.warning("The fork server %s could not fork ahead: %s", server.workdir.name, exc)
+                runner.discard()
+                return
+            with self.lock:
+                self.forked.setdefault(python, []).append(runner)
+
     def refill(self) -> None:
+        if self.forking:
+            self.refill_servers()
         sizes = self.sizes()
         for python in [p for p in list(self.warm) if p not in sizes]:
             with self.lock:
@@ -184,7 +279,12 @@ class SolveRunnerPool:
         if self.thread is not None:
             self.thread.join(timeout=READY_TIMEOUT)
         with self.lock:
-            runners = [runner for warm in self.warm.values() for runner in warm]
+            runners: list[WarmRunner | ForkedRunner] = [runner for warm in self.warm.values() for runner in warm]
             self.warm.clear()
+            servers, self.servers = list(self.servers.values()), {}
+            runners += [runner for ready in self.forked.values() for runner in ready]
+            self.forked.clear()
         for runner in runners:
             runner.discard()
+        for server in servers:
+            server.close()

@@ -38,6 +38,7 @@ from .attempt import AttemptInfo, AttemptUsage, AttemptWatch, FileRefused, launc
 from .cases import case_read_bytes
 from .dispatch import EngineWatch
 from .executors import ExecutorError, executor_for
+from .fork_pool import FORK_PREFIX, ForkedRunner
 from .models import Job, JobState
 from .network import grant_of
 from .solve_pool import WARM_PREFIX, SolveRunnerPool, WarmRunner
@@ -105,7 +106,7 @@ class SolveSupervisor(AttemptWatch):
         super().__init__(attempt_info(job), LocalChannel(job), workdir)
         self.job = job
         self.pool = pool
-        self.warm: WarmRunner | None = None  # the pool's started sandbox this job runs in, if any
+        self.warm: WarmRunner | ForkedRunner | None = None  # the pool's place this job runs in, if any
         self.handover = Handover()  # the app's granted connections, opened for this attempt
 
     # ------------------------------------------------------------ lifecycle
@@ -137,10 +138,14 @@ class SolveSupervisor(AttemptWatch):
         if self.pool is not None:
             preload = tuple(version.environment.preload) if version.environment is not None else ()
             self.warm = self.pool.take(
-                self.python, memory_limit_mb=self.job.memory_limit_mb, networked=bool(self.grant), preload=preload
+                self.python,
+                memory_limit_mb=self.job.memory_limit_mb,
+                networked=bool(self.grant),
+                preload=preload,
+                forkable=version.environment is None and not self.handover.details,
             )
         if self.warm is not None:
-            self.warm.claim(self.workdir)
+            self.workdir = self.warm.claim(self.workdir)
         else:
             self.workdir.mkdir(parents=True, mode=0o700)
         with default_storage.open(version.package_path, "rb") as handle:
@@ -304,6 +309,7 @@ class SolveWorker:
         launcher.mode()  # refuses to run app code where it cannot be sandboxed
         launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
         launcher.remove_leftovers(WARM_PREFIX)
+        launcher.remove_leftovers(FORK_PREFIX)
         removed = launcher.remove_leftovers("job")
         if removed:
             logger.info("Removed %s working folders left by an earlier worker on %s", removed, self.node)

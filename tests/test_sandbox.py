@@ -27,7 +27,16 @@ from sessions import data_sessions, jobs
 from sessions.launcher import bwrap, cgroups, procfs
 from sessions.models import DataSession, JobState, SessionState
 from sessions.runtime import package
-from tests.helpers import ORIGIN, RunningManager, api_as, communicate, publish_as, ticket_header, wait_state
+from tests.helpers import (
+    ORIGIN,
+    RunningManager,
+    RunningWorker,
+    api_as,
+    communicate,
+    publish_as,
+    ticket_header,
+    wait_state,
+)
 from tests.hostile import HOSTILE, follow, reachable, submit
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -135,7 +144,16 @@ def alive(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
-def test_solve_reaches_nothing_and_leaves_no_process(hostile, targets, alice, worker):
+@pytest.fixture(params=[True, False], ids=["forked", "sandbox-each"])
+def either_worker(request, settings):
+    """A solve worker whose jobs are forked from its fork server, or each start a sandbox."""
+    settings.PRO_FORK_SERVER = request.param
+    with RunningWorker(capacity=2) as running:
+        yield running
+
+
+def test_solve_reaches_nothing_and_leaves_no_process(hostile, targets, alice, either_worker):
+    worker = either_worker
     hostile(targets)
     seen: set[int] = set()
     job, namespace = follow(

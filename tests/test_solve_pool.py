@@ -16,6 +16,13 @@ from tests.helpers import RunningWorker, wait_for, wait_until
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
+@pytest.fixture(autouse=True)
+def warm_runners_only(settings):
+    """Jobs of apps on their runtime's packages are forked (tests/test_fork_server.py); here the
+    warm runners, which apps with an environment of their own take, are tried on the lab app."""
+    settings.PRO_FORK_SERVER = False
+
+
 def ready_runners(running: RunningWorker) -> list:
     pool = running.worker.pool
     if pool is None:

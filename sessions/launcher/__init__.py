@@ -102,6 +102,7 @@ class LaunchSpec:
     # own, first wins; each is mounted read-only at SITE_ROOT/<n>.
     site_dirs: tuple[Path, ...] = ()
     pass_fds: tuple[int, ...] = ()
+    nested_namespaces: bool = False  # only a fork server's: see bwrap._namespaces
     stdin: bool = False
     stderr_to_stdout: bool = True
 

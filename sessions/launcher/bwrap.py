@@ -80,10 +80,16 @@ def problem() -> str:
     return ""
 
 
-def _namespaces() -> list[str]:
-    """Every namespace new, the network's too: what an app may reach is relayed (sessions.network)."""
+def _namespaces(nested: bool = False) -> list[str]:
+    """Every namespace new, the network's too: what an app may reach is relayed (sessions.network).
+
+    ``nested``: the sandbox may make namespaces of its own (a fork server walls off each job in
+    new ones, sessions.runtime.fork_server); any other may not.
+    """
     args = ["--die-with-parent", "--new-session", "--unshare-user", "--unshare-pid", "--unshare-ipc"]
-    args += ["--unshare-uts", "--unshare-net", "--unshare-cgroup-try", "--disable-userns", "--cap-drop", "ALL"]
+    args += ["--unshare-uts", "--unshare-net", "--unshare-cgroup-try", "--cap-drop", "ALL"]
+    if not nested:
+        args.append("--disable-userns")
     return [*args, "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "pro-sandbox"]
 
 
@@ -190,4 +196,12 @@ def command(spec: LaunchSpec, app_command: list[str], info_fd: int) -> list[str]
     binary = executable()
     if binary is None:
         raise FileNotFoundError("bwrap")
-    return [binary, *_namespaces(), *_file_system(spec), "--info-fd", str(info_fd), "--", *app_command]
+    return [
+        binary,
+        *_namespaces(spec.nested_namespaces),
+        *_file_system(spec),
+        "--info-fd",
+        str(info_fd),
+        "--",
+        *app_command,
+    ]

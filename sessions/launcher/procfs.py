@@ -71,6 +71,18 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def nested_pids(pid: int) -> list[int]:
+    """A process's pid in each PID namespace it is in, from this ``/proc``'s down to its own."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("NSpid:"):
+                    return [int(value) for value in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return []
+
+
 def proportional_kb(pid: int) -> int:
     """A process's proportional set size (pages shared by N processes count 1/N), in KiB."""
     try:

@@ -292,6 +292,11 @@ def main() -> int:
             preload(Path(args[args.index("--preload") + 1]))
         if wait_for_order().strip() != "GO":
             return EXIT_BAD_JOB  # the pool was emptied: no job for this sandbox
+    return serve(workdir)
+
+
+def serve(workdir: Path) -> int:
+    """Run the job of a filled working folder; its exit code (``EXIT_*``)."""
     try:
         netforward.start_from_environment()
         return run(workdir)
