@@ -78,13 +78,21 @@ def _send_local(channel: str, data: str) -> None:
 class Subscription:
     """One waiter's mailbox for one topic: ``wait(timeout)`` returns what arrived since the last wait."""
 
-    def __init__(self, topic: str, on_message: Callable[[dict], None] | None = None):
+    def __init__(
+        self,
+        topic: str,
+        on_message: Callable[[dict], None] | None = None,
+        wants: Callable[[dict], bool] | None = None,
+    ):
         self.topic = topic
         self.event = threading.Event()
         self.items: deque[dict] = deque(maxlen=1000)
         self.on_message = on_message
+        self.wants = wants  # the messages worth waking for (all when None)
 
     def put(self, payload: dict) -> None:
+        if self.wants is not None and not self.wants(payload):
+            return
         self.items.append(payload)
         self.event.set()
         if self.on_message is not None:
@@ -138,10 +146,15 @@ class Hub:
         self.listener: threading.Thread | None = None
         self.listening = threading.Event()
 
-    def subscribe(self, topic: str, on_message: Callable[[dict], None] | None = None) -> Subscription:
+    def subscribe(
+        self,
+        topic: str,
+        on_message: Callable[[dict], None] | None = None,
+        wants: Callable[[dict], bool] | None = None,
+    ) -> Subscription:
         if topic not in TOPICS:
             raise ValueError(f"unknown topic {topic!r}")
-        subscription = Subscription(topic, on_message)
+        subscription = Subscription(topic, on_message, wants)
         with self.lock:
             self.subscribers[topic].append(subscription)
             if self.listener is None:

@@ -285,7 +285,9 @@ class SolveWorker:
             self.next_due = None
 
     def run(self, stopping: threading.Event) -> None:
-        self.wake = notify.hub().subscribe("jobs")
+        # A job that starts (or reports progress) never makes another startable: only a queued
+        # one, or one whose end frees its owner's quota, is worth a look at the queue.
+        self.wake = notify.hub().subscribe("jobs", wants=lambda message: message.get("state") != JobState.RUNNING)
         executor = executor_for(self.executor_kind)
         if executor is not None:
             self.engine = EngineWatch(self.node, executor)  # app code runs at the engine, not here
