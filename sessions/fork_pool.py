@@ -134,6 +134,7 @@ class ForkServer:
     def job_folder(self, name: str) -> Path:
         folder = self.workdir / JOBS / name
         folder.mkdir(mode=0o700)
+        (folder / "app").mkdir()  # there before the job mounts it read-only; filled when claimed
         return folder
 
     def fork(self, workdir: Path, memory_limit_mb: int) -> tuple[ForkedProcess, int]:

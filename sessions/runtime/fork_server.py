@@ -10,12 +10,17 @@ are. The child makes new user, mount, PID, network and IPC namespaces, and then:
 
 - mounts its own folder (``jobs/NAME`` of the server's working folder, filled by the worker)
   over ``/pro/work``, and its ``app`` read-only: the other jobs' folders are out of reach;
-- mounts fresh ``/tmp`` and ``/dev/shm``;
+- mounts fresh ``/tmp`` and a ``/dev`` of its own (the devices bubblewrap gives, a new
+  ``/dev/pts`` and ``/dev/shm``);
 - replaces ``/proc`` with a read-only one holding a few node-wide files and the job's own
   process as ``self``: another job's processes cannot even be named (the server's sandbox
   ``/proc`` cannot be mounted afresh in a nested namespace, see docs/security.md);
 - drops every capability (what it held in its new user namespace to make the mounts) and
-  gains none by exec (no new privileges), so none of this can be undone;
+  gains none by exec (no new privileges), so none of this can be undone; a system call filter
+  then refuses new namespaces and the kernel's keyrings (the server's sandbox had to be
+  allowed namespaces; a cold sandbox is refused them by bubblewrap);
+- its init process and the child above it leave the server's working folder and cannot be
+  ptraced by the app;
 - closes every descriptor but the job's stdin, stdout/stderr and control channel.
 
 Only jobs that import nothing but the runtime's own packages are forked here (the worker's
@@ -53,6 +58,14 @@ JOBS = "jobs"  # in the server's working folder: one folder per job
 PROC_FILES = ("cpuinfo", "meminfo", "stat", "loadavg", "uptime", "version", "filesystems")
 PROC_LINKS = ("mounts", "net")  # as /proc has them: the app's own
 APP_PID = 2  # the app's pid in its namespace: its init forks it first
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "ptmx": "pts/ptmx",
+}
 EXIT_SETUP = 125  # the job's walls could not be built: no app code ran
 HIGH_FD = 100  # received descriptors are moved up here before they take 0-3
 
@@ -80,8 +93,38 @@ def _wall_off(folder: str, app_pid: int, tmp_bytes: int) -> None:
     if os.path.isdir(f"{WORK}/app"):
         namespaces.bind(f"{WORK}/app", f"{WORK}/app", read_only=True)
     namespaces.tmpfs("/tmp", tmp_bytes)  # noqa: S108 - the job's own
-    namespaces.tmpfs("/dev/shm", tmp_bytes)  # noqa: S108
-    # The new /proc is built under /tmp, where the old one can still be bound from, then moved.
+    _new_dev(tmp_bytes)
+    _new_proc(app_pid)
+
+
+def _new_dev(tmp_bytes: int) -> None:
+    """A /dev of the job's own, as bubblewrap makes one: the server's is one writable folder."""
+    staging = "/tmp/.dev"  # noqa: S108 - built where the server's /dev can still be bound from
+    os.mkdir(staging)
+    namespaces.tmpfs(staging, 64 * 1024, mode="0755")
+    for name in DEVICES:
+        open(f"{staging}/{name}", "w").close()
+        namespaces.bind(f"/dev/{name}", f"{staging}/{name}")
+    for name, target in DEV_LINKS.items():
+        os.symlink(target, f"{staging}/{name}")
+    for name in ("shm", "pts"):
+        os.mkdir(f"{staging}/{name}")
+    namespaces.tmpfs(f"{staging}/shm", tmp_bytes)
+    namespaces.mount(
+        "devpts",
+        f"{staging}/pts",
+        "devpts",
+        namespaces.MS_NOSUID | namespaces.MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=620",
+    )
+    flags = namespaces.MS_REMOUNT | namespaces.MS_RDONLY | namespaces.MS_NOSUID
+    namespaces.mount(None, staging, None, flags)
+    namespaces.move(staging, "/dev")
+    os.rmdir(staging)
+
+
+def _new_proc(app_pid: int) -> None:
+    """A read-only /proc: a few node-wide files and the job's app process as "self"."""
     staging = "/tmp/.proc"  # noqa: S108
     os.mkdir(staging)
     namespaces.tmpfs(staging, 1024 * 1024, mode="0555")
@@ -109,6 +152,7 @@ def _app(ready: int, fds: list[int]) -> NoReturn:
         if os.read(ready, 1) != b"1":
             os._exit(EXIT_SETUP)
         namespaces.drop_capabilities()
+        namespaces.forbid_namespaces()
         os.setsid()
         high = [os.dup2(fd, HIGH_FD + number) for number, fd in enumerate(fds)]
         for target, fd in zip((0, 1, 2, 3), (high[0], high[1], high[1], high[2]), strict=True):
@@ -132,6 +176,10 @@ def _init(ready: int, fds: list[int]) -> NoReturn:
     code = EXIT_SETUP
     try:
         namespaces.die_with_parent(signal.SIGKILL)
+        # Its working folder was the server's, which holds every job's folder: nothing of it is
+        # kept, and the app (same user, and able to name it as pid 1) may not ptrace it.
+        os.chdir("/")
+        namespaces.undumpable()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         app = os.fork()
         if app == 0:
@@ -165,6 +213,8 @@ def _child(request: dict, fds: list[int], channel: socket.socket, tmp_bytes: int
     code = EXIT_SETUP
     try:
         namespaces.die_with_parent(signal.SIGKILL)
+        os.chdir("/")
+        namespaces.undumpable()
         folder = _job_folder(name)
         uid, gid = os.getuid(), os.getgid()
         flags = namespaces.CLONE_NEWUSER | namespaces.CLONE_NEWNS | namespaces.CLONE_NEWPID
@@ -218,7 +268,10 @@ def serve(channel: socket.socket, tmp_bytes: int) -> None:
             _reap(children, channel)
         if channel.fileno() not in readable:
             continue
-        message, fds, _, _ = socket.recv_fds(channel, 65536, 3)
+        try:
+            message, fds, _, _ = socket.recv_fds(channel, 65536, 3)
+        except ConnectionError:
+            message, fds = b"", []
         if not message:
             return  # the worker closed the channel: its jobs die with this sandbox
         try:
@@ -230,6 +283,7 @@ def serve(channel: socket.socket, tmp_bytes: int) -> None:
             _send(channel, name=None, error=f"bad request: {exc}")
             pid = -1
         if pid == 0:
+            children.clear()  # the other jobs' names stay out of this one's memory
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             os.close(wake_read)

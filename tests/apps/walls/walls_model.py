@@ -72,9 +72,14 @@ def _undo_walls() -> dict[str, str]:
         ("unmount the working folder", lambda: libc.umount2(b"/pro/work", 2)),
         ("unmount /proc", lambda: libc.umount2(b"/proc", 2)),
         ("mount a new proc", lambda: libc.mount(b"proc", b"/tmp", b"proc", 0, None)),
+        ("make a user namespace", lambda: libc.unshare(0x10000000)),
+        ("ptrace the init", lambda: libc.ptrace(16, 1, None, None)),  # PTRACE_ATTACH
     ):
         result = call()
         outcomes[name] = "SUCCEEDED" if result == 0 else f"denied: {os.strerror(ctypes.get_errno())}"
+    if outcomes["ptrace the init"] == "SUCCEEDED":  # let go of it (a sandbox's own init: its own)
+        os.waitpid(1, 0x40000000)  # __WALL: its stop after the attach
+        libc.ptrace(17, 1, None, None)  # PTRACE_DETACH
     return outcomes
 
 
@@ -85,6 +90,8 @@ def look(data, ctx):
     for path in mine:
         with open(path, "w") as handle:
             handle.write(token)
+    with contextlib.suppress(OSError), open(f"/dev/{MARKER}{token}", "w") as handle:
+        handle.write(token)  # where /dev is writable, a neighbour must not see it either
     time.sleep(data["seconds"])
     # Its own threads: Python's, and (where /proc numbers them as the job does) the solver's.
     own = {1, os.getpid(), *(thread.native_id for thread in threading.enumerate())}
