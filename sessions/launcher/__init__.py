@@ -189,7 +189,10 @@ class SandboxedProcess:
         """Every live process of the sandbox (setsid and double-forked ones included)."""
         if self.namespace is None:
             return procfs.group_members(self.popen.pid)
-        return procfs.namespace_members(self.namespace)
+        # Its processes cannot leave its cgroup (they see no cgroup file system): when it has
+        # one, that short list is searched, not the node's whole process table.
+        among = self.cgroup.pids() if self.cgroup is not None else None
+        return procfs.namespace_members(self.namespace, among)
 
     def usage(self) -> Usage:
         """What the whole sandbox uses: the cgroup's own memory count where there is one."""
@@ -337,6 +340,8 @@ def launch(spec: LaunchSpec) -> SandboxedProcess:
             app_command, cwd=spec.workdir, env=env, pass_fds=spec.pass_fds, start_new_session=True, **stdio
         )
         return SandboxedProcess(spec, popen, None, None)
+    if not spec.nested_namespaces:  # a fork server's jobs install the filter themselves
+        app_command = [spec.interpreter, "-m", "sessions.runtime.confined", spec.module, *spec.args]
     network = open_network(spec.network, spec.workdir)
     spec = replace(spec, read_only={**spec.read_only, **network.read_only})
     env.update(network.env)
