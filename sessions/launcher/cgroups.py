@@ -174,6 +174,13 @@ class SandboxCgroup:
         text = path.read_text().strip()
         return None if text == "max" or (not v2 and int(text) >= 2**62) else int(text)
 
+    def pids(self) -> list[int] | None:
+        """The processes in it (host pids), None if it cannot be read."""
+        try:
+            return [int(pid) for pid in Path(self.procs_files[0]).read_text().split()]
+        except (OSError, ValueError):
+            return None
+
     @property
     def procs_files(self) -> list[str]:
         return [str(folder / "cgroup.procs") for folder in self.dirs.values()]

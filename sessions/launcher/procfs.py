@@ -42,10 +42,11 @@ def live_pids() -> list[int]:
     return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
 
 
-def namespace_members(namespace: str) -> list[int]:
-    """The live (not zombie) processes of a PID namespace, as host pids."""
+def namespace_members(namespace: str, among: list[int] | None = None) -> list[int]:
+    """The live (not zombie) processes of a PID namespace, as host pids: of ``among`` when the
+    caller knows a set they are all in (a cgroup's), else of the whole process table."""
     members = []
-    for pid in live_pids():
+    for pid in live_pids() if among is None else among:
         if pid_namespace(pid) == namespace:
             fields = _stat_fields(pid)
             if fields is not None and fields[0] != "Z":
