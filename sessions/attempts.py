@@ -22,11 +22,10 @@ from django.core.files.storage import default_storage
 
 from apps.accounts.models import ApiTicket
 from apps.accounts.services import ticket_issue_for_user, ticket_revoke
-from apps.catalog.keys import platform_private_key
+from apps.catalog.archives import version_archive
 from apps.connections.services import connections_hand_over
 from apps.storage import services as storage
 from pro_portal.errors import ApplicationError, Conflict, Forbidden, NotFound
-from sessions.runtime import package
 
 from . import jobs, selectors
 from .cases import case_read_bytes
@@ -88,8 +87,7 @@ def attempt_for_credential(credential: Any, job_id: int, attempt: int) -> Job:
 def attempt_bundle(job: Job) -> bytes:
     """What the runner needs, as a tar: ``app/``, ``input.case``, ``job.json`` and ``attempt.json``."""
     version = job.app_version
-    with default_storage.open(version.package_path, "rb") as handle:
-        archive = package.decrypt(handle.read(), platform_private_key())
+    archive = version_archive(version)
     handover = connections_hand_over(app=version.app, actor=job.owner, purpose=f"job {job.pk} attempt {job.attempt}")
     grant = grant_of(version.app).with_targets(handover.targets)
     meta = {

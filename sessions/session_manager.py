@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import connection
 
 from apps.accounts.models import ApiTicket
 from apps.accounts.services import ticket_issue_for_user, ticket_revoke
+from apps.catalog.archives import version_archive
 from apps.catalog.environments import builtin_python, version_python
-from apps.catalog.keys import platform_private_key
 from apps.connections.services import Handover, connections_hand_over
 from pro_portal import notify
 from sessions.runtime import package
@@ -183,8 +182,7 @@ class SessionManager:
         version = session.app_version
         warm = None
         try:
-            with default_storage.open(version.package_path, "rb") as handle:
-                archive = package.decrypt(handle.read(), platform_private_key())
+            archive = version_archive(version)
             handover = connections_hand_over(app=version.app, actor=session.owner, purpose=f"data session {session.pk}")
             grant = grant_of(version.app).with_targets(handover.targets)
             python = version_python(version)

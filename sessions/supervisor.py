@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 
+from apps.catalog.archives import version_archive
 from apps.catalog.environments import builtin_python, version_python
-from apps.catalog.keys import platform_private_key
 from apps.connections.services import Handover, connections_hand_over
 from apps.storage import services as storage
 from pro_portal import notify
@@ -44,6 +43,8 @@ from .network import grant_of
 from .solve_pool import WARM_PREFIX, SolveRunnerPool, WarmRunner
 
 logger = logging.getLogger(__name__)
+
+RETRY_AFTER_FAILURE = 0.5  # seconds before the solve worker's loop tries again after it failed
 
 ENGINE_PAUSE_MIN, ENGINE_PAUSE_MAX = 2.0, 60.0  # how long a node waits to claim again when its engine is out of reach
 
@@ -148,8 +149,7 @@ class SolveSupervisor(AttemptWatch):
             self.workdir = self.warm.claim(self.workdir)
         else:
             self.workdir.mkdir(parents=True, mode=0o700)
-        with default_storage.open(version.package_path, "rb") as handle:
-            archive = package.decrypt(handle.read(), platform_private_key())
+        archive = version_archive(version)
         package.extract_archive(archive, self.workdir / "app")
         if self.job.input_case is not None:
             (self.workdir / "input.case").write_bytes(case_read_bytes(self.job.input_case))
@@ -297,9 +297,12 @@ class SolveWorker:
             try:
                 started = self.step()
             except Exception:
+                # e.g. SQLite's "database is locked" under a burst of writes: the message that
+                # woke the worker is spent, so it looks again soon, not at the safety poll.
                 logger.exception("The solve worker's loop failed; trying again")
                 close_old_connections()
-                started = None
+                stopping.wait(RETRY_AFTER_FAILURE)
+                continue
             if started is None:
                 self._idle(stopping)
         self.wake.close()
