@@ -16,10 +16,10 @@ READY = "READY"  # the line a warm interpreter prints once it waits for its orde
 
 
 def warm_imports(*names: str) -> None:
-    """What every app needs (numpy, HiGHS where the runtime has it), and ``names`` besides."""
+    """What every app needs (numpy, HiGHS where the runtime has it, the SDK), and ``names`` besides."""
     import numpy  # noqa: F401
 
-    for name in ("highspy", *names):
+    for name in ("highspy", "pro_sdk", *names):
         with contextlib.suppress(ImportError):  # a runtime without HiGHS still runs apps
             importlib.import_module(name)
 
