@@ -37,7 +37,7 @@ from .attempt import AttemptInfo, AttemptUsage, AttemptWatch, FileRefused, launc
 from .cases import case_read_bytes
 from .dispatch import EngineWatch
 from .executors import ExecutorError, executor_for
-from .fork_pool import FORK_PREFIX, ForkedRunner
+from .fork_pool import FORK_PREFIX, JOBS, ForkedRunner
 from .models import Job, JobState
 from .network import grant_of
 from .solve_pool import WARM_PREFIX, SolveRunnerPool, WarmRunner
@@ -314,8 +314,9 @@ class SolveWorker:
         launcher.mode()  # refuses to run app code where it cannot be sandboxed
         launcher.node_work_dir().mkdir(parents=True, exist_ok=True)
         launcher.remove_leftovers(WARM_PREFIX)
+        forked = len(list(launcher.node_work_dir().glob(f"{FORK_PREFIX}-*/{JOBS}/job-*")))
         launcher.remove_leftovers(FORK_PREFIX)
-        removed = launcher.remove_leftovers("job")
+        removed = launcher.remove_leftovers("job") + forked
         if removed:
             logger.info("Removed %s working folders left by an earlier worker on %s", removed, self.node)
         requeued = self.reconcile()

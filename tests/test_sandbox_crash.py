@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 
 def job_folders(node_name: str, job_id: int) -> list:
-    return sorted((settings.DATA_DIR / "work" / node_name).glob(f"job-{job_id}-*"))
+    """The job's working folders: its sandbox's own, or in its fork server's folder."""
+    work = settings.DATA_DIR / "work" / node_name
+    return sorted([*work.glob(f"job-{job_id}-*"), *work.glob(f"fork-server-*/jobs/job-{job_id}-*")])
 
 
 def test_a_crashed_worker_leaves_no_sandbox_and_its_restart_removes_the_folders(tmp_path, storage_folder, alice, lab):

@@ -40,6 +40,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -92,9 +93,38 @@ def _wall_off(folder: str, app_pid: int, tmp_bytes: int) -> None:
     namespaces.bind(folder, WORK)
     if os.path.isdir(f"{WORK}/app"):
         namespaces.bind(f"{WORK}/app", f"{WORK}/app", read_only=True)
-    namespaces.tmpfs("/tmp", tmp_bytes)  # noqa: S108 - the job's own
+    _new_tmp(tmp_bytes)
     _new_dev(tmp_bytes)
     _new_proc(app_pid)
+
+
+def _mount_points_under(folder: str) -> list[str]:
+    """The outermost mount points below ``folder`` in this mount namespace."""
+    points: list[str] = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            point = re.sub(r"\\([0-7]{3})", lambda code: chr(int(code[1], 8)), line.split()[4])  # "\040": a space
+            if point.startswith(folder + "/") and not any(point.startswith(p + "/") for p in points):
+                points = [p for p in points if not p.startswith(point + "/")] + [point]
+    return points
+
+
+def _new_tmp(tmp_bytes: int) -> None:
+    """A /tmp of the job's own, showing what the server's sandbox mounted below /tmp (a runtime
+    installed under /tmp, as in a checkout there): a bare tmpfs would hide it."""
+    tmp = "/tmp"  # noqa: S108 - the job's own, made here
+    kept = _mount_points_under(tmp)
+    staging = "/dev/shm"  # noqa: S108 - the server's, covered for the moment (the job gets its own /dev)
+    namespaces.tmpfs(staging, tmp_bytes)
+    for point in kept:
+        target = staging + point[len(tmp) :]
+        if os.path.isdir(point):
+            os.makedirs(target, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            open(target, "w").close()
+        namespaces.mount(point, target, None, namespaces.MS_BIND | namespaces.MS_REC)
+    namespaces.move(staging, tmp)
 
 
 def _new_dev(tmp_bytes: int) -> None:
