@@ -105,7 +105,8 @@ def test_jobs_take_forked_ahead_runners_and_the_pool_refills(lab, alice):
         assert (supervisor.workdir / "app").is_dir()
         assert wait_for(job, JobState.SUCCEEDED).result_case is not None
         wait_until(lambda: len(forked_ahead(running)) == settings.PRO_SOLVE_POOL, message="the pool was not refilled")
-        assert not supervisor.workdir.exists()
+        # The job's end is recorded before its supervisor removes the folder.
+        wait_until(lambda: not supervisor.workdir.exists(), message="the job's folder outlived it")
 
         # A job with a memory limit of its own is forked when it is claimed, in a cgroup with its limit.
         limited = jobs.job_submit(
