@@ -10,7 +10,8 @@ are. The child makes new user, mount, PID, network and IPC namespaces, and then:
 
 - mounts its own folder (``jobs/NAME`` of the server's working folder, filled by the worker)
   over ``/pro/work``, and its ``app`` read-only: the other jobs' folders are out of reach;
-- mounts fresh ``/tmp`` and a ``/dev`` of its own (the devices bubblewrap gives, a new
+- mounts a fresh ``/tmp`` (with what the server's sandbox mounted below it: a runtime
+  installed under /tmp) and a ``/dev`` of its own (the devices bubblewrap gives, a new
   ``/dev/pts`` and ``/dev/shm``);
 - replaces ``/proc`` with a read-only one holding a few node-wide files and the job's own
   process as ``self``: another job's processes cannot even be named (the server's sandbox
