@@ -125,8 +125,18 @@ class AttemptChannel(Protocol):
         ...
 
     def finish(
-        self, *, state: str, error: str, solver_status: str, result: bytes | None, usage: AttemptUsage
-    ) -> None: ...
+        self,
+        *,
+        state: str,
+        error: str,
+        solver_status: str,
+        result: bytes | None,
+        usage: AttemptUsage,
+        log_offset: int,
+        log: str,
+    ) -> None:
+        """Record the end, with the log the attempt printed at ``log_offset`` and on, not yet appended."""
+        ...
 
     def release(self, *, reason: str, usage: AttemptUsage) -> None: ...
 
@@ -170,8 +180,7 @@ class AttemptWatch:
         if self.process is not None and self.process.poll() is None:
             self.sample()
             self.process.stop()
-        self.flush_log()
-        self.channel.finish(state=FAILED, error=error, solver_status="", result=None, usage=self.usage())
+        self.finish(state=FAILED, error=error)
 
     # ------------------------------------------------------------ channels
     def log(self, line: str, partial: bool = False) -> None:
@@ -248,14 +257,18 @@ class AttemptWatch:
             pass
 
     # ------------------------------------------------------------ watching
-    def flush_log(self) -> None:
+    def _take_log(self) -> str:
+        """The log buffered since the last flush, taken out of the buffer."""
         with self.lock:
             head, text = "".join(self.head_lines), "".join(self.log_lines)
             self.head_lines, self.log_lines, self.buffered = [], [], 0
             if self.dropped:
                 text = f"--- {self.dropped} bytes of log dropped: the app printed faster than they could be kept ---\n{text}"
                 self.dropped = 0
-            text = head + text
+            return head + text
+
+    def flush_log(self) -> None:
+        text = self._take_log()
         if text:
             self.log_offset = self.channel.append_log(self.log_offset, text)
 
@@ -356,7 +369,6 @@ class AttemptWatch:
     def record(self, ended: EndReason) -> None:
         for reader in self.readers:  # the last lines of log and progress, written just before the end
             reader.join(timeout=2)
-        self.flush_log()
         self._flush_progress()
         info = self.info
         if ended == EndReason.EXITED:
@@ -372,7 +384,20 @@ class AttemptWatch:
             self.flush_log()
             self.channel.release(reason="The node running the job shut down", usage=self.usage())
         else:
-            self.channel.finish(**self._stopped_end(ended), solver_status="", result=None, usage=self.usage())
+            self.finish(**self._stopped_end(ended))
+
+    def finish(self, *, state: str, error: str, solver_status: str = "", result: bytes | None = None) -> None:
+        """Record the attempt's end; the log still buffered goes with it (for a short job, its whole log)."""
+        offset, text = self.log_offset, self._take_log()
+        self.channel.finish(
+            state=state,
+            error=error,
+            solver_status=solver_status,
+            result=result,
+            usage=self.usage(),
+            log_offset=offset,
+            log=text,
+        )
 
     def _stopped_end(self, ended: EndReason) -> dict[str, str]:
         """The end state and message of a job the watch stopped: cancelled, or over one of its limits."""
@@ -392,18 +417,10 @@ class AttemptWatch:
         try:
             result = workfiles.read_bytes(self.workdir, "result.case", settings.PRO_MAX_CASE_BYTES)
         except OSError as exc:
-            self.channel.finish(
-                state=FAILED,
-                error=f"The job's result cannot be used: {exc}",
-                solver_status="",
-                result=None,
-                usage=self.usage(),
-            )
+            self.finish(state=FAILED, error=f"The job's result cannot be used: {exc}")
             return
         if code == 0 and result is not None:
-            self.channel.finish(
-                state=SUCCEEDED, error="", solver_status=self._status(outcome), result=result, usage=self.usage()
-            )
+            self.finish(state=SUCCEEDED, error="", solver_status=self._status(outcome), result=result)
             return
         if code == 3 or (code != 0 and self.process.memory_exhausted()):
             error = (
@@ -413,7 +430,7 @@ class AttemptWatch:
             error = outcome.get("error") or f"The solve process was killed by signal {signal.Signals(-code).name}."
         else:
             error = outcome.get("error") or f"The solve process exited with code {code}."
-        self.channel.finish(state=FAILED, error=error, solver_status="", result=None, usage=self.usage())
+        self.finish(state=FAILED, error=error)
 
     def _status(self, outcome: dict[str, Any]) -> str:
         """The solver's status, saying whether the time limit or a user's interrupt stopped it."""
@@ -424,7 +441,6 @@ class AttemptWatch:
             self.log(
                 f"--- time limit of {self.info.time_limit:g} s reached: the solver stopped and kept its best solution ---"
             )
-            self.flush_log()
         if self.stop_reason == StopReason.TIME_LIMIT:
             return f"{status} (time limit of {self.info.time_limit:g} s reached)".strip()
         if self.stop_reason == StopReason.INTERRUPTED:

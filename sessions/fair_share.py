@@ -82,7 +82,8 @@ def seat_holder_names() -> list[str]:
 
 
 def turns(now: datetime) -> Iterator[Turn]:
-    """Whose turn it is, in order (see the module's docstring); users who must wait are left out."""
+    """Whose turn it is, in order (see the module's docstring); users who must wait are left out
+    when there are others to take the turn (the claim's :func:`may_start` has the last word)."""
     heads = [
         Turn(owner, priority, oldest)
         for owner, priority, oldest in runnable(now)
@@ -90,7 +91,8 @@ def turns(now: datetime) -> Iterator[Turn]:
         .annotate(oldest=Min("created_at"))
         .values_list("owner_id", "priority", "oldest")
     ]
-    if not heads:
+    if len(heads) <= 1:  # no one to order: :func:`may_start` judges quota and seats under the owner's lock
+        yield from heads
         return
     running = running_per_owner()
     served = last_served({turn.owner_id for turn in heads}, now)

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import OperationalError, transaction
 from django.db.models import F, QuerySet, Value
@@ -33,6 +34,7 @@ from apps.catalog.models import AppVersion, VerificationState
 from apps.webhooks import services as webhooks
 from pro_portal.errors import ApplicationError, Conflict
 from pro_portal.notify import notify
+from pro_portal.prepared import PreparedQuery
 from sessions.runtime.case import case_from_data, case_to_bytes
 
 from . import fair_share
@@ -374,6 +376,15 @@ def job_claim_next(*, node: str, executor: str = "local") -> Job | None:
     return None
 
 
+# The claimed job with what its attempt reads, compiled once: a node builds it at every claim.
+_CLAIMED: PreparedQuery[Job] = PreparedQuery(
+    lambda variant, pk: Job.objects.select_related(
+        "app_version__app", "app_version__runtime", "app_version__environment", "owner", "input_case"
+    ).filter(pk=pk),
+    "pk",
+)
+
+
 def _claim_turn(turn: fair_share.Turn, node: str, now: datetime, executor: str) -> Job | None:
     """The user's oldest runnable job at the turn's priority, claimed (None if the turn was taken meanwhile)."""
     with transaction.atomic():
@@ -393,9 +404,7 @@ def _claim_turn(turn: fair_share.Turn, node: str, now: datetime, executor: str) 
                 progress={},
             )
             if claimed:
-                return Job.objects.select_related(
-                    "app_version__app", "app_version__runtime", "app_version__environment", "owner", "input_case"
-                ).get(pk=job_id)
+                return _CLAIMED.fetch(None, pk=job_id)[0]
     return None
 
 
@@ -517,6 +526,12 @@ def _archive_log(job: Job) -> dict[str, Any]:
     return {"log_path": path, "log_size": size, "log_dropped_at": head_end, "log_dropped": dropped}
 
 
+def _store_log(job: Job, data: bytes) -> dict[str, Any]:
+    """Store a job's whole log, within the cap (nothing dropped); returns the job's log fields."""
+    path = default_storage.save(f"jobs/{job.pk}/log.txt", ContentFile(data, name="log.txt"))
+    return {"log_path": path, "log_size": len(data), "log_dropped_at": 0, "log_dropped": 0}
+
+
 def _usage_fields(cpu_seconds: float | None, peak_memory_mb: float | None) -> dict[str, Any]:
     """The update of a job's usage by one attempt's: CPU seconds add up, the peak memory is the most of them."""
     fields: dict[str, Any] = {}
@@ -536,17 +551,27 @@ def job_finish(
     result_blob: bytes | None = None,
     cpu_seconds: float | None = None,
     peak_memory_mb: float | None = None,
+    log_offset: int | None = None,
+    log_tail: str = "",
 ) -> bool:
     """Record the end of this attempt; False when the job was no longer this worker's.
+
+    ``log_tail`` is the last of the attempt's log, from ``log_offset``, not appended yet (without
+    an offset, the log is all in its pieces). When it is the job's whole log (at offset 0) and
+    within the cap, as for most short jobs, it is stored as the log file at once, without passing
+    through log pieces.
 
     ``cpu_seconds`` and ``peak_memory_mb`` are what the attempt's sandbox used, as its worker
     measured it: added to (CPU) and kept as the most of (memory) the earlier attempts' (see
     ``_usage_fields``). A late worker (its job requeued or cancelled meanwhile) changes nothing:
     its result is discarded and logged.
     """
-    if not _mine(job).exists():
-        logger.warning("Discarding the late end of job %s attempt %s on %s", job.pk, job.attempt, job.node)
-        return False
+    data = log_tail.replace("\x00", "\ufffd").encode()
+    whole = log_offset == 0 and len(data) <= settings.PRO_JOB_LOG_MAX_BYTES
+    if data and not whole:
+        if log_offset is None:
+            raise ValueError("a log tail needs its offset")
+        job_append_log(job=job, offset=log_offset, text=log_tail)
     result = None
     if result_blob is not None:
         result = case_store(
@@ -557,7 +582,7 @@ def job_finish(
             kind=CaseKind.RESULT,
             name=f"result of job {job.pk}",
         )
-    log = _archive_log(job)
+    log = _store_log(job, data) if whole else _archive_log(job)
     with transaction.atomic():
         done = _mine(job).update(
             state=state,
@@ -570,7 +595,8 @@ def job_finish(
             **_usage_fields(cpu_seconds, peak_memory_mb),
         )
         if done:
-            JobLogChunk.objects.filter(job=job).delete()
+            if not whole:
+                JobLogChunk.objects.filter(job=job).delete()
             job_changed(job, state)
     if not done:
         default_storage.delete(log["log_path"])

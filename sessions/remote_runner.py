@@ -171,7 +171,19 @@ class RemoteChannel:
         answer.raw.decode_content = True
         return path.strip("/"), contextlib.closing(cast(BinaryIO, answer.raw))
 
-    def finish(self, *, state: str, error: str, solver_status: str, result: bytes | None, usage: Any) -> None:
+    def finish(
+        self,
+        *,
+        state: str,
+        error: str,
+        solver_status: str,
+        result: bytes | None,
+        usage: Any,
+        log_offset: int,
+        log: str,
+    ) -> None:
+        if log:
+            self.append_log(log_offset, log)
         if result is not None and self.call("PUT", "/result", data=result) is None:
             return
         end = {"state": state, "error": error, "solver_status": solver_status, **usage}

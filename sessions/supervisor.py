@@ -90,9 +90,26 @@ class LocalChannel:
             raise FileRefused(exc.message) from None
         return normalized, handle
 
-    def finish(self, *, state: str, error: str, solver_status: str, result: bytes | None, usage: AttemptUsage) -> None:
+    def finish(
+        self,
+        *,
+        state: str,
+        error: str,
+        solver_status: str,
+        result: bytes | None,
+        usage: AttemptUsage,
+        log_offset: int,
+        log: str,
+    ) -> None:
         jobs.job_finish(
-            job=self.job, state=state, error=error, solver_status=solver_status, result_blob=result, **usage
+            job=self.job,
+            state=state,
+            error=error,
+            solver_status=solver_status,
+            result_blob=result,
+            log_offset=log_offset,
+            log_tail=log,
+            **usage,
         )
 
     def release(self, *, reason: str, usage: AttemptUsage) -> None:

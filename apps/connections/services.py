@@ -26,6 +26,7 @@ from pro_portal.errors import ApplicationError, Conflict, Forbidden
 from pro_portal.sealing import SealBroken, seal, unseal
 
 from .models import Connection, ConnectionGrant, ConnectionKind
+from .selectors import connections_granted_to
 
 SECRET_PURPOSE = b"pro connection secrets"
 HEADERS_PURPOSE = b"pro connection headers"
@@ -253,7 +254,7 @@ def connections_hand_over(*, app: App, actor: User | str, purpose: str) -> Hando
     """The connections ``app`` is granted, opened for one sandbox (``purpose``: e.g. "job 12")."""
     handover = Handover()
     targets, secrets = [], []
-    for connection in Connection.objects.filter(grants__app=app).order_by("name"):
+    for connection in connections_granted_to(app.pk):
         secret, headers = _opened(connection)
         handover.details[connection.name] = _details(connection, secret, headers)
         targets.append(connection.target)
