@@ -135,7 +135,21 @@ def bare_run(app_dir: Path, procedure: str, extra_env: dict | None = None) -> tu
     return entered - started, ended - started
 
 
-def bench_trivial(admin, count: int) -> dict:
+def node_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine so far, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / tick, idle / tick
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds a process (all its threads) used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_trivial(admin, count: int, worker_pid: int) -> dict:
     from sessions.jobs import job_submit
     from sessions.models import Job
 
@@ -149,10 +163,13 @@ def bench_trivial(admin, count: int) -> dict:
         to_running.append(first_line_time(job) - submitted)
         end_to_end.append(finished - submitted)
     bare = [bare_run(TRIVIAL_APP, "solve") for _ in range(20)]
-    started = time.time()
+    started, cpu_before, worker_before = time.time(), node_cpu(), process_cpu(worker_pid)
+    bench_before = process_cpu(os.getpid())
     ids = [job_submit(user=admin, app_name="bench-trivial", procedure="solve").pk for _ in range(count)]
     finished = wait_finished(ids, every=0.05)  # seldom: the bench's queries take the node's CPU too
     elapsed = max(finished.values()) - started
+    busy, idle = (after - before for after, before in zip(node_cpu(), cpu_before, strict=True))
+    worker_cpu, bench_cpu = process_cpu(worker_pid) - worker_before, process_cpu(os.getpid()) - bench_before
     failed = Job.objects.filter(pk__in=ids).exclude(state="succeeded").count()
     bare_started = time.time()
     for _ in range(count // 10):
@@ -165,6 +182,15 @@ def bench_trivial(admin, count: int) -> dict:
         "bare_end_to_end": summary([b[1] for b in bare]),
         "throughput_jobs_per_s": count / elapsed,
         "bare_throughput_per_s_one_at_a_time": bare_rate,
+        # Where the machine's CPU went during the throughput run, per job: the solve worker
+        # process, the bench's submissions (as a web tier's would be), and the rest (the fork
+        # server and the jobs' own processes, the kernel); and how idle the machine stayed.
+        "cpu_ms_per_job": {
+            "machine": 1000 * busy / count,
+            "worker": 1000 * worker_cpu / count,
+            "submissions": 1000 * bench_cpu / count,
+            "idle_share": idle / (busy + idle),
+        },
         "jobs": count,
         "failed": failed,
     }
@@ -256,6 +282,11 @@ def print_table(trivial: dict, instances: list[dict], case_format: dict) -> None
     print(
         f"throughput: {trivial['throughput_jobs_per_s']:.1f} jobs/s for {trivial['jobs']} jobs ({trivial['failed']} failed); bare subprocesses one at a time: {trivial['bare_throughput_per_s_one_at_a_time']:.1f}/s"
     )
+    cpu = trivial["cpu_ms_per_job"]
+    print(
+        f"CPU per job meanwhile: {cpu['machine']:.1f} ms on the machine, of which the solve worker {cpu['worker']:.1f} ms"
+        f" and the submissions {cpu['submissions']:.1f} ms; the machine {cpu['idle_share']:.0%} idle"
+    )
     load = case_format["load"]["median"]
     print(
         f"case format: {case_format['cells']:,} cells, {case_format['bytes'] / 1e6:.1f} MB, loaded in {ms(load).strip()} (median of 5)"
@@ -287,7 +318,7 @@ def main() -> int:
         admin = publish(TRIVIAL_APP)
         worker = start_worker(args.capacity)
         try:
-            trivial = bench_trivial(admin, args.jobs)
+            trivial = bench_trivial(admin, args.jobs, worker.pid)
             wanted = not args.no_instances and (ROOT / "examples" / "mps-solver").is_dir()
             instances = bench_instances(admin) if wanted else []
         finally:
