@@ -81,7 +81,13 @@ def publish(folder: Path):
 
 
 def start_worker(capacity: int) -> subprocess.Popen:
-    env = {**os.environ, "PRO_MAX_SOLVES": str(capacity)}
+    # As run_platform starts it (make run): its connections kept, unchecked between uses.
+    env = {
+        **os.environ,
+        "PRO_MAX_SOLVES": str(capacity),
+        "PRO_DB_CONN_MAX_AGE": "600",
+        "PRO_DB_CONN_HEALTH_CHECKS": "false",
+    }
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "solve_worker"],
         env=env,

@@ -7,6 +7,10 @@ one web server process per core), logs in for a ticket, runs one job, and points
 (``apt-get install wrk``) at: a job's detail with the ticket (what every polling script and page
 does), the app list with the ticket, and ``/healthz``. It prints requests per second and the
 latency percentiles, and writes JSON.
+
+What it measures is the node's steady state: it waits for the job to end and for the node to be
+idle (start-up warms pools and fork servers for some seconds), and each endpoint gets a
+short run of wrk, not counted, before the measured one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -24,6 +29,8 @@ from throwaway import throwaway_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+WARM_UP_SECONDS = 3  # a run of wrk per endpoint before the measured one, not counted
+SETTLED_BUSY_SHARE = 0.15  # the machine counts as idle below this share of busy CPU
 
 
 def milliseconds(text: str) -> float:
@@ -42,6 +49,31 @@ def wrk(url: str, seconds: float, connections: int, header: str | None) -> dict[
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     found["non_2xx"] = int(errors[1]) if errors else 0
     return found
+
+
+def wait_ended(url: str, job_id: int, auth: str, timeout: float = 120) -> None:
+    """Wait for the job to end, then for the machine to settle (its CPU mostly idle for a second)."""
+    deadline = time.monotonic() + timeout
+    name, _, value = auth.partition(": ")
+    while time.monotonic() < deadline:
+        job = requests.get(f"{url}/api/v1/jobs/{job_id}", headers={name: value}, timeout=30).json()
+        if job["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.2)
+    while time.monotonic() < deadline and machine_busy_share(1.0) > SETTLED_BUSY_SHARE:
+        pass
+
+
+def machine_busy_share(seconds: float) -> float:
+    """The share of the machine's CPU time that was busy over the next ``seconds``."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields[:8]), fields[3] + fields[4]
+
+    (total_before, idle_before), _ = sample(), time.sleep(seconds)
+    total_after, idle_after = sample()
+    return 1 - (idle_after - idle_before) / max(1, total_after - total_before)
 
 
 def main() -> int:
@@ -63,12 +95,16 @@ def main() -> int:
             headers={"Authorization": f"Bearer {ticket}"},
             timeout=30,
         ).json()
+        wait_ended(platform.url, job["id"], auth)
         targets = {
             "job_detail": (f"{platform.url}/api/v1/jobs/{job['id']}", auth),
             "app_list": (f"{platform.url}/api/v1/apps", auth),
             "healthz": (f"{platform.url}/healthz", None),
         }
-        results = {name: wrk(url, args.seconds, args.connections, header) for name, (url, header) in targets.items()}
+        results = {}
+        for name, (url, header) in targets.items():
+            wrk(url, WARM_UP_SECONDS, args.connections, header)
+            results[name] = wrk(url, args.seconds, args.connections, header)
     print(f"{'endpoint':14} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     for name, found in results.items():
         print(f"{name:14} {found['requests_per_second']:10.0f} {found['p50_ms']:9.1f} {found['p99_ms']:9.1f}")

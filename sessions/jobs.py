@@ -526,6 +526,20 @@ def _archive_log(job: Job) -> dict[str, Any]:
     return {"log_path": path, "log_size": size, "log_dropped_at": head_end, "log_dropped": dropped}
 
 
+def _store_result(job: Job, blob: bytes | None) -> Case | None:
+    if blob is None:
+        return None
+    version = job.app_version
+    return case_store(
+        owner=job.owner,
+        app=version.app,
+        app_version=version,
+        blob=blob,
+        kind=CaseKind.RESULT,
+        name=f"result of job {job.pk}",
+    )
+
+
 def _store_log(job: Job, data: bytes) -> dict[str, Any]:
     """Store a job's whole log, within the cap (nothing dropped); returns the job's log fields."""
     path = default_storage.save(f"jobs/{job.pk}/log.txt", ContentFile(data, name="log.txt"))
@@ -572,16 +586,13 @@ def job_finish(
         if log_offset is None:
             raise ValueError("a log tail needs its offset")
         job_append_log(job=job, offset=log_offset, text=log_tail)
-    result = None
-    if result_blob is not None:
-        result = case_store(
-            owner=job.owner,
-            app=job.app_version.app,
-            app_version=job.app_version,
-            blob=result_blob,
-            kind=CaseKind.RESULT,
-            name=f"result of job {job.pk}",
-        )
+    try:
+        result = _store_result(job, result_blob)
+    except ApplicationError:
+        if _mine(job).exists():
+            raise
+        logger.warning("Discarding the late end of job %s attempt %s on %s", job.pk, job.attempt, job.node)
+        return False
     log = _store_log(job, data) if whole else _archive_log(job)
     with transaction.atomic():
         done = _mine(job).update(

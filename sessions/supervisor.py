@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -129,6 +131,9 @@ class SolveSupervisor(AttemptWatch):
 
     # ------------------------------------------------------------ lifecycle
     def run(self) -> None:
+        # On one of the worker's solve threads, which keep their database connections between
+        # jobs (PRO_DB_CONN_MAX_AGE): replaced here when broken or too old.
+        close_old_connections()
         try:
             self._prepare()
             self._start()
@@ -142,7 +147,6 @@ class SolveSupervisor(AttemptWatch):
             elif self.warm is not None:
                 self.warm.discard()
             shutil.rmtree(self.workdir, ignore_errors=True)
-            connection.close()
 
     def readers_done(self) -> None:
         connection.close()  # the reader thread's own, opened by a file request
@@ -209,6 +213,42 @@ class SolveSupervisor(AttemptWatch):
         return control_read
 
 
+class SolveThreads:
+    """The threads that run a node's attempts, one per slot, kept between jobs: a job pays for
+    neither a new thread nor a new database connection (each keeps its own, see ``SolveSupervisor.run``)."""
+
+    def __init__(self, size: int):
+        self.tasks: queue.SimpleQueue[tuple[Callable[[], None], threading.Event] | None] = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._serve, name=f"solve-{n}", daemon=True) for n in range(size)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, task: Callable[[], None]) -> threading.Event:
+        """Run ``task`` on a free thread; the event is set when it has ended."""
+        ended = threading.Event()
+        self.tasks.put((task, ended))
+        return ended
+
+    def _serve(self) -> None:
+        while (item := self.tasks.get()) is not None:
+            task, ended = item
+            try:
+                task()
+            except Exception:
+                logger.exception("A solve thread's task failed")
+            finally:
+                ended.set()
+        connection.close()
+
+    def close(self, timeout: float) -> None:
+        """End the threads once their tasks are done (waiting at most ``timeout`` seconds)."""
+        for _ in self.threads:
+            self.tasks.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 class SolveWorker:
     """The node's solve loop: claim jobs up to the node's capacity, one supervisor thread each."""
 
@@ -223,7 +263,8 @@ class SolveWorker:
         self.engine_resumes = 0.0  # when it claims again
         self.pool_size = settings.PRO_SOLVE_POOL if pool_size is None else pool_size
         self.pool: SolveRunnerPool | None = None
-        self.running: dict[int, tuple[SolveSupervisor, threading.Thread]] = {}
+        self.running: dict[int, tuple[SolveSupervisor, threading.Event]] = {}
+        self.threads: SolveThreads | None = None
         self.wake: Subscription | None = None
         self.next_due: float | None = None  # the earliest start time of a job queued for later
 
@@ -235,8 +276,8 @@ class SolveWorker:
         return sum(len(ids) for ids in outcome.values())
 
     def reap(self) -> None:
-        for job_id, (_, thread) in list(self.running.items()):
-            if not thread.is_alive():
+        for job_id, (_, ended) in list(self.running.items()):
+            if ended.is_set():
                 del self.running[job_id]
 
     def step(self) -> Job | None:
@@ -250,9 +291,9 @@ class SolveWorker:
         if job is None:
             return None
         supervisor = SolveSupervisor(job, self.pool)
-        thread = threading.Thread(target=self._supervise, args=(supervisor,), name=f"job-{job.pk}", daemon=True)
-        self.running[job.pk] = (supervisor, thread)
-        thread.start()
+        if self.threads is None:
+            self.threads = SolveThreads(self.capacity)
+        self.running[job.pk] = (supervisor, self.threads.submit(lambda: self._supervise(supervisor)))
         return job
 
     def _dispatch_step(self) -> Job | None:
@@ -347,8 +388,12 @@ class SolveWorker:
         """Stop every running solve and put its job back in the queue."""
         for supervisor, _ in self.running.values():
             supervisor.shutdown.set()
-        for _, thread in self.running.values():
-            thread.join(timeout=launcher.TERMINATE_GRACE + 5)
+        deadline = time.monotonic() + launcher.TERMINATE_GRACE + 5
+        for _, ended in self.running.values():
+            ended.wait(max(0.0, deadline - time.monotonic()))
         self.running.clear()
+        if self.threads is not None:
+            self.threads.close(max(0.0, deadline - time.monotonic()))
+            self.threads = None
         if self.pool is not None:
             self.pool.shutdown()
