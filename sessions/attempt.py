@@ -384,7 +384,8 @@ class AttemptWatch:
             self.flush_log()
             self.channel.release(reason="The node running the job shut down", usage=self.usage())
         else:
-            self.finish(**self._stopped_end(ended))
+            end = self._stopped_end(ended)
+            self.finish(state=end["state"], error=end["error"])
 
     def finish(self, *, state: str, error: str, solver_status: str = "", result: bytes | None = None) -> None:
         """Record the attempt's end; the log still buffered goes with it (for a short job, its whole log)."""
