@@ -16,13 +16,17 @@ clients that go away; websockets do not come here (channels routes them, see ``a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase
+from django.urls import set_script_prefix
 
 from .later import LaterResponse
 
@@ -47,6 +51,42 @@ class PooledASGIHandler(ASGIHandler):
             raise ValueError(f"Django serves HTTP here, not {scope['type']}")
         await self.handle(scope, receive, send)
 
+    async def handle(self, scope, receive, send) -> None:
+        """Django's, but for where two things happen, each of which cost a hop to asgiref's own
+        thread and back per request: the ``request_started`` signal is sent on the request's
+        thread (``_respond``), and the response is closed (``request_finished``) on the event
+        loop, where no database connection is open to check."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+        answering = asyncio.create_task(self._answer(request, send))
+        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+        await asyncio.wait([disconnect, answering], return_when=asyncio.FIRST_COMPLETED)
+        for task in (disconnect, answering):  # as Django: a client gone cancels the answer
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(RequestAborted, asyncio.CancelledError):
+                await task
+        if answering.cancelled():
+            signals.request_finished.send(sender=self.__class__)
+        else:
+            answering.result().close()
+        body_file.close()
+
+    async def _answer(self, request: HttpRequest, send) -> HttpResponseBase:
+        response = await self.run_get_response(request)
+        with contextlib.suppress(asyncio.CancelledError):  # the client went away meanwhile
+            await self.send_response(response, send)
+        return response
+
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         context = contextvars.copy_context()  # what Django keeps per request (URLconf, language) goes along
         loop = asyncio.get_running_loop()
@@ -56,6 +96,7 @@ class PooledASGIHandler(ASGIHandler):
         return response
 
     def _respond(self, request: HttpRequest) -> HttpResponseBase:
+        signals.request_started.send(sender=self.__class__, scope=request.scope)  # type: ignore[attr-defined]
         close_old_connections()  # this thread's connection: renewed when broken or too old
         request.pro_may_answer_later = True  # type: ignore[attr-defined]  # see LaterResponse
         return self.get_response(request)
