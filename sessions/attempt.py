@@ -103,6 +103,19 @@ class AttemptInfo:
     log_size: int  # where the job's log ends when the attempt starts
 
 
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How an attempt ended, as its channel records it."""
+
+    state: str
+    error: str
+    solver_status: str
+    result: bytes | None
+    usage: AttemptUsage
+    log_offset: int  # where ``log`` starts in the job's log
+    log: str  # the end of the attempt's log, not appended yet
+
+
 class AttemptChannel(Protocol):
     """How an attempt reports to its job and hears what users ask of it.
 
@@ -124,19 +137,7 @@ class AttemptChannel(Protocol):
         """(normalized path, readable stream) of a storage file the job's owner may read; raises FileRefused."""
         ...
 
-    def finish(
-        self,
-        *,
-        state: str,
-        error: str,
-        solver_status: str,
-        result: bytes | None,
-        usage: AttemptUsage,
-        log_offset: int,
-        log: str,
-    ) -> None:
-        """Record the end, with the log the attempt printed at ``log_offset`` and on, not yet appended."""
-        ...
+    def finish(self, end: AttemptEnd) -> None: ...
 
     def release(self, *, reason: str, usage: AttemptUsage) -> None: ...
 
@@ -390,15 +391,7 @@ class AttemptWatch:
     def finish(self, *, state: str, error: str, solver_status: str = "", result: bytes | None = None) -> None:
         """Record the attempt's end; the log still buffered goes with it (for a short job, its whole log)."""
         offset, text = self.log_offset, self._take_log()
-        self.channel.finish(
-            state=state,
-            error=error,
-            solver_status=solver_status,
-            result=result,
-            usage=self.usage(),
-            log_offset=offset,
-            log=text,
-        )
+        self.channel.finish(AttemptEnd(state, error, solver_status, result, self.usage(), offset, text))
 
     def _stopped_end(self, ended: EndReason) -> dict[str, str]:
         """The end state and message of a job the watch stopped: cancelled, or over one of its limits."""

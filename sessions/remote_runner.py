@@ -30,11 +30,14 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+if TYPE_CHECKING:
+    from .attempt import AttemptEnd
 
 logger = logging.getLogger("sessions.remote_runner")
 
@@ -171,23 +174,13 @@ class RemoteChannel:
         answer.raw.decode_content = True
         return path.strip("/"), contextlib.closing(cast(BinaryIO, answer.raw))
 
-    def finish(
-        self,
-        *,
-        state: str,
-        error: str,
-        solver_status: str,
-        result: bytes | None,
-        usage: Any,
-        log_offset: int,
-        log: str,
-    ) -> None:
-        if log:
-            self.append_log(log_offset, log)
-        if result is not None and self.call("PUT", "/result", data=result) is None:
+    def finish(self, end: AttemptEnd) -> None:
+        if end.log:
+            self.append_log(end.log_offset, end.log)
+        if end.result is not None and self.call("PUT", "/result", data=end.result) is None:
             return
-        end = {"state": state, "error": error, "solver_status": solver_status, **usage}
-        self.call("POST", "/finish", json=end)
+        fields = {"state": end.state, "error": end.error, "solver_status": end.solver_status, **end.usage}
+        self.call("POST", "/finish", json=fields)
 
     def release(self, *, reason: str, usage: Any) -> None:
         self.call("POST", "/release", json={"reason": reason, **usage})

@@ -35,7 +35,7 @@ from pro_portal.notify import Subscription
 from sessions.runtime import package
 
 from . import dispatch, jobs, launcher, selectors
-from .attempt import AttemptInfo, AttemptUsage, AttemptWatch, FileRefused, launch_solve
+from .attempt import AttemptEnd, AttemptInfo, AttemptUsage, AttemptWatch, FileRefused, launch_solve
 from .cases import case_read_bytes
 from .dispatch import EngineWatch
 from .executors import ExecutorError, executor_for
@@ -92,26 +92,16 @@ class LocalChannel:
             raise FileRefused(exc.message) from None
         return normalized, handle
 
-    def finish(
-        self,
-        *,
-        state: str,
-        error: str,
-        solver_status: str,
-        result: bytes | None,
-        usage: AttemptUsage,
-        log_offset: int,
-        log: str,
-    ) -> None:
+    def finish(self, end: AttemptEnd) -> None:
         jobs.job_finish(
             job=self.job,
-            state=state,
-            error=error,
-            solver_status=solver_status,
-            result_blob=result,
-            log_offset=log_offset,
-            log_tail=log,
-            **usage,
+            state=end.state,
+            error=end.error,
+            solver_status=end.solver_status,
+            result_blob=end.result,
+            log_offset=end.log_offset,
+            log_tail=end.log,
+            **end.usage,
         )
 
     def release(self, *, reason: str, usage: AttemptUsage) -> None:
