@@ -11,6 +11,7 @@ cancel racing a finish each change the row at most once.
 from __future__ import annotations
 
 import logging
+import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -521,7 +522,7 @@ def _archive_log(job: Job) -> dict[str, Any]:
             position = piece_offset + len(data)
             tail += len(data) - start if dropped else 0
             last = data[-1:]
-        path = default_storage.save(f"jobs/{job.pk}/log.txt", File(sink, name="log.txt"))
+        path = default_storage.save(_log_name(job), File(sink, name="log.txt"))
     size = head_end + dropped + tail if dropped else position  # the stored file is head + marker + tail
     return {"log_path": path, "log_size": size, "log_dropped_at": head_end, "log_dropped": dropped}
 
@@ -540,9 +541,15 @@ def _store_result(job: Job, blob: bytes | None) -> Case | None:
     )
 
 
+def _log_name(job: Job) -> str:
+    """A name of its own for the stored log of one end of a job: a late worker's, discarded, never
+    overwrites (the storage may overwrite) and then deletes the log of the end that counted."""
+    return f"jobs/{job.pk}/log-{secrets.token_hex(6)}.txt"
+
+
 def _store_log(job: Job, data: bytes) -> dict[str, Any]:
     """Store a job's whole log, within the cap (nothing dropped); returns the job's log fields."""
-    path = default_storage.save(f"jobs/{job.pk}/log.txt", ContentFile(data, name="log.txt"))
+    path = default_storage.save(_log_name(job), ContentFile(data, name="log.txt"))
     return {"log_path": path, "log_size": len(data), "log_dropped_at": 0, "log_dropped": 0}
 
 

@@ -260,3 +260,19 @@ from django.conf import settings
 django.setup()
 print(settings.PRO_JOB_LOG_MAX_BYTES)
 """
+
+
+def test_a_short_jobs_whole_log_is_stored_at_its_end_and_a_late_end_leaves_it(running, storage_folder):
+    assert jobs.job_finish(job=running, state=JobState.SUCCEEDED, log_offset=0, log_tail="entered\nthe end\n")
+    running.refresh_from_db()
+    assert not JobLogChunk.objects.filter(job=running).exists()  # stored without passing through pieces
+    assert (running.log_size, running.log_dropped) == (len("entered\nthe end\n"), 0)
+    assert jobs.job_log(running) == ("entered\nthe end\n", running.log_size)
+    # The same attempt's end again (a worker that lost the job, late): discarded, the log kept.
+    assert not jobs.job_finish(job=running, state=JobState.FAILED, log_offset=0, log_tail="late\n")
+    running.refresh_from_db()
+    assert running.state == JobState.SUCCEEDED
+    assert (storage_folder / running.log_path).read_text() == "entered\nthe end\n"
+    assert [path.name for path in (storage_folder / "jobs" / str(running.pk)).iterdir()] == [
+        Path(running.log_path).name
+    ]
