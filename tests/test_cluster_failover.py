@@ -73,7 +73,7 @@ def assert_nothing_lost_or_doubled(job, storage_folder: Path) -> None:
     assert (storage_folder / job.result_case.storage_path).is_file()
     assert job.log_path and (storage_folder / job.log_path).is_file()
     assert not JobLogChunk.objects.filter(job=job).exists()
-    assert sorted(p.name for p in (storage_folder / "jobs" / str(job.pk)).iterdir()) == ["log.txt"]
+    assert [p.name for p in (storage_folder / "jobs" / str(job.pk)).iterdir()] == [Path(job.log_path).name]
 
 
 def test_a_job_whose_node_is_killed_mid_solve_completes_on_another_node(cluster, alice, lab, storage_folder):

@@ -298,7 +298,7 @@ def test_solve_job_on_a_live_node_on_s3(
     result_key = f"{PREFIX}/{record.result_case.storage_path}"
     assert result_key in stored and object_bytes(s3_server, bucket, result_key) == download
     assert read_case(download).values["total_cost"] == pytest.approx(153.675, rel=1e-6)
-    assert record.log_path == f"jobs/{job_id}/log.txt"
+    assert re.fullmatch(rf"jobs/{job_id}/log-[0-9a-f]{{12}}\.txt", record.log_path)
     assert object_bytes(s3_server, bucket, f"{PREFIX}/{record.log_path}").decode() == log["text"]
     assert files_in(storage_folder) == [], "the node wrote to the file storage, not to S3"
 
